@@ -1,0 +1,256 @@
+//! [`Verifier`]: the keys a token may be signed with, and the algorithm,
+//! issuer and audience it must carry. Cheap to clone; the key set can be
+//! swapped while requests are being verified (key rotation).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+use crate::claims::{Claims, Expectations};
+use crate::error::TokenError;
+
+/// A boxed future, as returned by [`TokenCheck::check`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One public (or shared) key and the only algorithm it may verify.
+///
+/// Pinning the algorithm to the key is what defeats algorithm confusion: a
+/// token whose header names another `alg` is refused before any crypto runs.
+#[derive(Clone)]
+pub struct VerifyKey {
+    kid: String,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+impl fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The key itself may be a shared secret: never print it.
+        f.debug_struct("VerifyKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifyKey {
+    /// A key with its id and pinned algorithm.
+    pub fn new(kid: impl Into<String>, algorithm: Algorithm, key: DecodingKey) -> Self {
+        VerifyKey { kid: kid.into(), algorithm, key }
+    }
+
+    /// An HS256 key: the secret's bytes as written, as in the FastAPI
+    /// tutorials (a hex string is not hex-decoded).
+    pub fn hs256(kid: impl Into<String>, secret: &[u8]) -> Self {
+        VerifyKey::new(kid, Algorithm::HS256, DecodingKey::from_secret(secret))
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The algorithm this key verifies.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+}
+
+/// The keys a verifier accepts, by `kid`.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    keys: HashMap<String, VerifyKey>,
+}
+
+impl KeySet {
+    /// A set of these keys.
+    pub fn new(keys: impl IntoIterator<Item = VerifyKey>) -> Self {
+        KeySet { keys: keys.into_iter().map(|k| (k.kid.clone(), k)).collect() }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set has no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Whether a key has this id.
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
+    /// The key for a token's `kid`; a token without `kid` may use the only key.
+    fn find(&self, kid: Option<&str>) -> Option<&VerifyKey> {
+        match kid {
+            Some(kid) => self.keys.get(kid),
+            None if self.keys.len() == 1 => self.keys.values().next(),
+            None => None,
+        }
+    }
+}
+
+/// A check run after the signature and claims are good, e.g. a deny list or
+/// "is this user still enabled". The server plugs its database in here.
+pub trait TokenCheck: Send + Sync + 'static {
+    /// `Ok` lets the request through.
+    ///
+    /// # Errors
+    /// The [`TokenError`] to answer with.
+    fn check<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, Result<(), TokenError>>;
+}
+
+/// Verifies bearer tokens. Clone it freely: clones share one key set.
+///
+/// # Example
+/// ```
+/// use portcullis_verify::{KeySet, Verifier, VerifyKey};
+///
+/// let verifier = Verifier::builder(KeySet::new([VerifyKey::hs256("k1", b"a secret of at least thirty-two bytes")]))
+///     .issuer("http://127.0.0.1:8000")
+///     .build();
+/// assert!(verifier.verify("not.a.token", 0).is_err());
+/// ```
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    keys: RwLock<Arc<KeySet>>,
+    expect: Expectations,
+    check: Option<Arc<dyn TokenCheck>>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &self.keys().len())
+            .field("issuer", &self.inner.expect.issuer)
+            .field("audiences", &self.inner.expect.audiences)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Verifier`].
+pub struct VerifierBuilder {
+    keys: KeySet,
+    expect: Expectations,
+    check: Option<Arc<dyn TokenCheck>>,
+}
+
+impl VerifierBuilder {
+    /// Require this `iss`.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.expect.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Require `aud` to name this audience (call again to accept several).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.expect.audiences.push(audience.into());
+        self
+    }
+
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds (default 0).
+    pub fn leeway(mut self, seconds: u64) -> Self {
+        self.expect.leeway = seconds;
+        self
+    }
+
+    /// Run this check on every token that passed the others.
+    pub fn check(mut self, check: impl TokenCheck) -> Self {
+        self.check = Some(Arc::new(check));
+        self
+    }
+
+    /// The verifier.
+    pub fn build(self) -> Verifier {
+        Verifier {
+            inner: Arc::new(Inner {
+                keys: RwLock::new(Arc::new(self.keys)),
+                expect: self.expect,
+                check: self.check,
+            }),
+        }
+    }
+}
+
+/// The media type RFC 9068 §2.1 gives access tokens, short and long forms.
+fn is_access_token_type(typ: Option<&str>) -> bool {
+    typ.is_some_and(|t| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt"))
+}
+
+impl Verifier {
+    /// Starts a verifier that accepts tokens signed by these keys.
+    pub fn builder(keys: KeySet) -> VerifierBuilder {
+        VerifierBuilder { keys, expect: Expectations::default(), check: None }
+    }
+
+    /// The current key set.
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.inner.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the key set; requests in flight finish with the old one.
+    pub fn set_keys(&self, keys: KeySet) {
+        *self.inner.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+    }
+
+    /// Verifies a token's header, signature and claims at `now` (Unix
+    /// seconds). Does not run the [`TokenCheck`]; [`Verifier::authenticate`] does.
+    ///
+    /// # Errors
+    /// [`TokenError::Invalid`] saying what is wrong (never echoing the token).
+    pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| TokenError::invalid("malformed token"))?;
+        if !is_access_token_type(header.typ.as_deref()) {
+            return Err(TokenError::invalid("not an access token (typ must be at+jwt)"));
+        }
+        let keys = self.keys();
+        let key = keys
+            .find(header.kid.as_deref())
+            .ok_or_else(|| TokenError::invalid("token is signed with an unknown key"))?;
+        if header.alg != key.algorithm {
+            return Err(TokenError::invalid("token algorithm does not match its key"));
+        }
+        let mut validation = Validation::new(key.algorithm);
+        // Lifetime, issuer and audience are checked below with the caller's clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::InvalidSignature => TokenError::invalid("bad signature"),
+                ErrorKind::Json(_) | ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) => {
+                    TokenError::invalid("token claims are missing or malformed")
+                }
+                _ => TokenError::invalid("malformed token"),
+            }
+        })?;
+        data.claims.validate(now, &self.inner.expect)?;
+        Ok(data.claims)
+    }
+
+    /// [`Verifier::verify`], then the configured [`TokenCheck`].
+    ///
+    /// # Errors
+    /// As `verify`, or what the check answers.
+    pub async fn authenticate(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+        let claims = self.verify(token, now)?;
+        if let Some(check) = &self.inner.check {
+            check.check(&claims).await?;
+        }
+        Ok(claims)
+    }
+}

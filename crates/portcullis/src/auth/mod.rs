@@ -1,0 +1,7 @@
+//! Authentication: password hashing and its pool, the signing secret, and
+//! access-token issuing. Verification lives in `portcullis-verify`.
+
+pub mod password;
+pub mod pool;
+pub mod secret;
+pub mod tokens;

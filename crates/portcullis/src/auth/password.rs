@@ -1,0 +1,152 @@
+//! Password hashes: argon2id (OWASP parameters) for every new hash, bcrypt
+//! (`$2a$`, `$2b$`, `$2y$`, as passlib writes them) verified for imports and
+//! replaced on the next good login.
+//!
+//! These functions are slow on purpose; call them through [`super::pool`].
+
+use std::fmt;
+
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+
+/// A stored password hash (PHC or bcrypt modular-crypt string). Its `Debug`
+/// hides the value, so a hash never reaches a log line by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredHash(String);
+
+impl fmt::Debug for StoredHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoredHash(..)")
+    }
+}
+
+impl StoredHash {
+    /// Wraps a hash read from storage or an import file.
+    pub fn new(hash: String) -> Self {
+        StoredHash(hash)
+    }
+
+    /// The string to store.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is a hash portcullis can verify.
+    pub fn is_supported(&self) -> bool {
+        is_bcrypt(&self.0) || PasswordHash::new(&self.0).is_ok_and(|h| h.algorithm.as_str().starts_with("argon2"))
+    }
+}
+
+/// What checking a password against a hash found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Wrong password (or an unreadable hash).
+    Wrong,
+    /// Right password; `rehash` when the hash is bcrypt or weaker argon2
+    /// than today's parameters.
+    Right { rehash: bool },
+}
+
+fn argon2() -> Argon2<'static> {
+    // OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1.
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::default())
+}
+
+fn is_bcrypt(hash: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p))
+}
+
+/// Hashes a new password with argon2id and a random salt.
+pub fn hash(password: &str) -> StoredHash {
+    let hash = argon2()
+        .hash_password(password.as_bytes())
+        .expect("argon2 with default parameters and a random salt cannot fail");
+    StoredHash(hash.to_string())
+}
+
+/// Checks a password against a stored hash, in constant time for a given hash.
+pub fn verify(password: &str, stored: &StoredHash) -> Verdict {
+    let hash = stored.expose();
+    if is_bcrypt(hash) {
+        // bcrypt compares in constant time and, like passlib, reads at most 72 bytes.
+        return match bcrypt::verify(password, hash) {
+            Ok(true) => Verdict::Right { rehash: true },
+            _ => Verdict::Wrong,
+        };
+    }
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return Verdict::Wrong;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return Verdict::Wrong;
+    };
+    let algorithm = match parsed.algorithm.as_str() {
+        "argon2id" => Algorithm::Argon2id,
+        "argon2i" => Algorithm::Argon2i,
+        "argon2d" => Algorithm::Argon2d,
+        _ => return Verdict::Wrong,
+    };
+    let hasher = Argon2::new(algorithm, Version::V0x13, params.clone());
+    if hasher.verify_password(password.as_bytes(), &parsed).is_err() {
+        return Verdict::Wrong;
+    }
+    let current = Params::default();
+    let weaker = algorithm != Algorithm::Argon2id
+        || params.m_cost() < current.m_cost()
+        || params.t_cost() < current.t_cost()
+        || params.p_cost() < current.p_cost();
+    Verdict::Right { rehash: weaker }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_hash_is_argon2id_with_owasp_parameters() {
+        let h = hash("correct horse battery");
+        assert!(h.expose().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert_eq!(verify("correct horse battery", &h), Verdict::Right { rehash: false });
+        assert_eq!(verify("wrong horse battery", &h), Verdict::Wrong);
+    }
+
+    #[test]
+    fn the_fastapi_tutorial_bcrypt_hash_verifies_and_asks_for_a_rehash() {
+        // From the FastAPI "OAuth2 with Password (and hashing), Bearer with JWT" tutorial.
+        let h = StoredHash::new("$2b$12$EixZaYVK1fsbw1ZfbX3OXePaWxn96p36WQoeG6Lruj3vjPGga31lW".into());
+        assert_eq!(verify("secret", &h), Verdict::Right { rehash: true });
+        assert_eq!(verify("secret2", &h), Verdict::Wrong);
+    }
+
+    #[test]
+    fn a_2y_and_2a_prefix_verify_too() {
+        let b = bcrypt::hash("legacy-pass", 4).unwrap();
+        for prefix in ["$2a$", "$2y$"] {
+            let h = StoredHash::new(format!("{prefix}{}", &b[4..]));
+            assert!(h.is_supported());
+            assert_eq!(verify("legacy-pass", &h), Verdict::Right { rehash: true });
+        }
+    }
+
+    #[test]
+    fn a_weaker_argon2_hash_asks_for_a_rehash() {
+        let weak = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(4096, 1, 1, None).unwrap())
+            .hash_password(b"some password")
+            .unwrap()
+            .to_string();
+        assert_eq!(verify("some password", &StoredHash::new(weak)), Verdict::Right { rehash: true });
+    }
+
+    #[test]
+    fn garbage_hashes_never_verify() {
+        for junk in ["", "plain", "$2b$12$short", "$argon2id$v=19$m=1$x$y", "$1$md5$crypt"] {
+            let h = StoredHash::new(junk.into());
+            assert_eq!(verify("anything", &h), Verdict::Wrong, "{junk}");
+            assert!(!h.is_supported() || junk.starts_with("$argon2"), "{junk}");
+        }
+    }
+
+    #[test]
+    fn a_hash_never_shows_in_debug_output() {
+        assert_eq!(format!("{:?}", hash("some password")), "StoredHash(..)");
+    }
+}

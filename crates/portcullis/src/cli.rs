@@ -1,0 +1,139 @@
+//! The command line as clap parses it. Every flag has a `PORTCULLIS_*`
+//! environment twin; values left unset here may still come from the TOML
+//! file, which [`crate::config`] merges in (flag > env > file > default).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// portcullis: an OAuth2 password-grant authentication server.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about, propagate_version = true)]
+pub struct Cli {
+    /// TOML file with settings (keys are the flag names with `_`).
+    #[arg(long, env = "PORTCULLIS_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Database URL: sqlite://FILE (default sqlite://portcullis.db) or postgres://…
+    #[arg(long, env = "PORTCULLIS_DATABASE_URL", global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Manage users in the database.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Create the database and apply pending migrations.
+    Migrate,
+}
+
+/// Output format of the server log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `portcullis serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8000].
+    #[arg(long, env = "PORTCULLIS_BIND", value_name = "ADDR")]
+    pub bind: Option<SocketAddr>,
+
+    /// Let anyone create an account with POST /users.
+    #[arg(long, env = "PORTCULLIS_ALLOW_REGISTRATION", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub allow_registration: Option<bool>,
+
+    /// Log format [default: text].
+    #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// File holding the signing secret (instead of PORTCULLIS_SECRET_KEY).
+    #[arg(long, env = "PORTCULLIS_SECRET_KEY_FILE", value_name = "FILE")]
+    pub secret_key_file: Option<PathBuf>,
+
+    /// The `iss` of issued tokens: this server's public URL [default: http://BIND].
+    #[arg(long, env = "PORTCULLIS_ISSUER", value_name = "URL")]
+    pub issuer: Option<String>,
+
+    /// Put `aud` in tokens (repeat, or comma-separate, for several).
+    #[arg(long, env = "PORTCULLIS_AUDIENCE", value_delimiter = ',', value_name = "AUD")]
+    pub audience: Vec<String>,
+
+    /// Access-token lifetime, e.g. 15m, 1h [default: 15m].
+    #[arg(long, env = "PORTCULLIS_ACCESS_TOKEN_TTL", value_name = "DURATION")]
+    pub access_token_ttl: Option<String>,
+}
+
+/// `portcullis user …`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user.
+    Add {
+        /// Username.
+        name: String,
+        /// Email address.
+        #[arg(long)]
+        email: Option<String>,
+        /// Full name.
+        #[arg(long)]
+        full_name: Option<String>,
+        /// Space-separated scopes the user may be granted.
+        #[arg(long, default_value = "")]
+        scopes: String,
+        /// Also grant the `admin` scope.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password as one line from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List {
+        /// Print a JSON array of profiles.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a user's password.
+    Passwd {
+        /// Username.
+        name: String,
+        /// Read the password as one line from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable a user: no login, tokens refused.
+    Disable {
+        /// Username.
+        name: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        /// Username.
+        name: String,
+    },
+    /// Delete a user.
+    Delete {
+        /// Username.
+        name: String,
+    },
+    /// Import users from the FastAPI tutorial's `fake_users_db` JSON.
+    Import {
+        /// The JSON file.
+        file: PathBuf,
+    },
+}

@@ -1,0 +1,187 @@
+//! `portcullis user …`: manage users in the same database the server uses,
+//! while it runs (SQLite in WAL mode, or PostgreSQL).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::auth::password::{self, StoredHash};
+use crate::cli::UserCommand;
+use crate::domain::{NewPassword, Scopes, Username};
+use crate::http::users::Profile;
+use crate::store::{NewUser, SharedStore, StoreError};
+
+/// Runs one `user` subcommand.
+///
+/// # Errors
+/// A refused value, a missing user, or a database error.
+pub async fn run(command: UserCommand, store: &SharedStore) -> anyhow::Result<()> {
+    let now = crate::clock::unix_now() as i64;
+    match command {
+        UserCommand::Add { name, email, full_name, scopes, admin, password_stdin } => {
+            let username = Username::parse(&name)?;
+            let mut scopes = Scopes::parse(&scopes)?;
+            if admin {
+                scopes = Scopes::from_names(scopes.iter().chain(["admin"]))?;
+            }
+            let password = read_new_password(password_stdin)?;
+            let user = NewUser {
+                username,
+                email: clean(email),
+                full_name: clean(full_name),
+                scopes,
+                disabled: false,
+                password_hash: hash_off_runtime(password).await?,
+            };
+            match store.insert_user(&user, now).await {
+                Ok(()) => println!("created user {:?}", user.username.as_str()),
+                Err(StoreError::Conflict) => bail!("user {name:?} already exists (usernames ignore case and width)"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        UserCommand::List { json } => {
+            let users = all_users(store).await?;
+            if json {
+                let profiles: Vec<Profile> = users.iter().map(Profile::from).collect();
+                println!("{}", serde_json::to_string_pretty(&profiles)?);
+            } else {
+                println!("{:<24} {:<9} {:<24} EMAIL", "USERNAME", "DISABLED", "SCOPES");
+                for u in &users {
+                    let scopes = u.scopes.to_string();
+                    println!("{:<24} {:<9} {:<24} {}", u.username, u.disabled, scopes, u.email.as_deref().unwrap_or("-"));
+                }
+            }
+        }
+        UserCommand::Passwd { name, password_stdin } => {
+            let key = existing_key(store, &name).await?;
+            let password = read_new_password(password_stdin)?;
+            let hash = hash_off_runtime(password).await?;
+            store.set_password_hash(&key, &hash, now).await?;
+            println!("password of {name:?} changed");
+        }
+        UserCommand::Disable { name } => {
+            let key = existing_key(store, &name).await?;
+            store.set_disabled(&key, true, now).await?;
+            println!("user {name:?} disabled");
+        }
+        UserCommand::Enable { name } => {
+            let key = existing_key(store, &name).await?;
+            store.set_disabled(&key, false, now).await?;
+            println!("user {name:?} enabled");
+        }
+        UserCommand::Delete { name } => {
+            let key = existing_key(store, &name).await?;
+            store.delete_user(&key).await?;
+            println!("user {name:?} deleted");
+        }
+        UserCommand::Import { file } => import(store, &file, now).await?,
+    }
+    Ok(())
+}
+
+fn clean(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+async fn existing_key(store: &SharedStore, name: &str) -> anyhow::Result<String> {
+    let key = Username::key_of(name);
+    match store.user_by_key(&key).await? {
+        Some(_) => Ok(key),
+        None => bail!("no user named {name:?}"),
+    }
+}
+
+async fn all_users(store: &SharedStore) -> anyhow::Result<Vec<crate::store::User>> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list_users(after.as_deref(), 500).await?;
+        let done = page.len() < 500;
+        after = page.last().map(|u| Username::key_of(&u.username));
+        all.extend(page);
+        if done {
+            return Ok(all);
+        }
+    }
+}
+
+/// Hashing is slow: keep it off the async worker even in the CLI.
+async fn hash_off_runtime(password: NewPassword) -> anyhow::Result<StoredHash> {
+    tokio::task::spawn_blocking(move || password::hash(password.expose())).await.context("hashing the password")
+}
+
+/// Reads a new password: one line of stdin with `--password-stdin`, else
+/// twice from the terminal without echo.
+fn read_new_password(from_stdin: bool) -> anyhow::Result<NewPassword> {
+    let raw = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        if !std::io::stdin().is_terminal() {
+            bail!("no terminal to read the password from: pass --password-stdin and pipe it in");
+        }
+        let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+        let again = rpassword::prompt_password("Password (again): ").context("reading the password")?;
+        if first != again {
+            bail!("the two passwords differ");
+        }
+        first
+    };
+    Ok(NewPassword::parse(raw)?)
+}
+
+/// One user of the FastAPI tutorial's `fake_users_db`.
+#[derive(Deserialize)]
+struct ImportedUser {
+    username: String,
+    #[serde(default)]
+    full_name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    hashed_password: String,
+    #[serde(default)]
+    disabled: bool,
+}
+
+/// Imports `{ "alice": { "username": …, "hashed_password": "$2b$12$…", … } }`.
+/// Every entry is checked before anything is written; users that already
+/// exist are left as they are and reported.
+async fn import(store: &SharedStore, file: &Path, now: i64) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let entries: BTreeMap<String, ImportedUser> =
+        serde_json::from_str(&text).with_context(|| format!("{}: expected the fake_users_db shape", file.display()))?;
+    let mut users = Vec::with_capacity(entries.len());
+    for (key, entry) in entries {
+        let username = Username::parse(&entry.username).with_context(|| format!("entry {key:?}"))?;
+        let hash = StoredHash::new(entry.hashed_password);
+        if !hash.is_supported() {
+            // The hash itself is never printed.
+            bail!("entry {key:?}: hashed_password is not a bcrypt ($2a$/$2b$/$2y$) or argon2 hash");
+        }
+        users.push(NewUser {
+            username,
+            email: clean(entry.email),
+            full_name: clean(entry.full_name),
+            scopes: Scopes::default(),
+            disabled: entry.disabled,
+            password_hash: hash,
+        });
+    }
+    let (mut created, mut skipped) = (0, Vec::new());
+    for user in &users {
+        match store.insert_user(user, now).await {
+            Ok(()) => created += 1,
+            Err(StoreError::Conflict) => skipped.push(user.username.as_str().to_owned()),
+            Err(e) => return Err(e).context("importing users"),
+        }
+    }
+    println!("imported {created} user(s)");
+    if !skipped.is_empty() {
+        println!("skipped {} existing user(s), left unchanged: {}", skipped.len(), skipped.join(", "));
+    }
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! Settings, merged from flags, `PORTCULLIS_*` variables and the TOML file
+//! (in that order of precedence) into a validated [`ServeConfig`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::cli::{LogFormat, ServeArgs};
+
+/// The database used when none is named.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://portcullis.db";
+/// The address used when none is named.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
+
+/// The TOML file: the flags' names with `_`, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    database_url: Option<String>,
+    bind: Option<SocketAddr>,
+    allow_registration: Option<bool>,
+    log_format: Option<LogFormat>,
+    secret_key_file: Option<PathBuf>,
+    issuer: Option<String>,
+    audience: Option<Vec<String>>,
+    access_token_ttl: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads the file, or an empty config when there is none.
+    ///
+    /// # Errors
+    /// An unreadable file, bad TOML or an unknown key, naming the file.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else { return Ok(FileConfig::default()) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// The database URL: flag or env first, then the file, then the default.
+    pub fn database_url(&self, from_cli: Option<String>) -> String {
+        from_cli.or_else(|| self.database_url.clone()).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+    }
+}
+
+/// Everything `serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Listen address.
+    pub bind: SocketAddr,
+    /// Database URL.
+    pub database_url: String,
+    /// Whether `POST /users` is open.
+    pub allow_registration: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// The secret from `PORTCULLIS_SECRET_KEY`, if set.
+    pub secret_key: Option<String>,
+    /// File holding the secret.
+    pub secret_key_file: Option<PathBuf>,
+    /// `iss` of issued tokens.
+    pub issuer: String,
+    /// `aud` of issued tokens (empty: none).
+    pub audience: Vec<String>,
+    /// Access-token lifetime.
+    pub access_token_ttl: Duration,
+    /// Password of the first `admin`, from `PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD`.
+    pub bootstrap_admin_password: Option<String>,
+}
+
+impl ServeConfig {
+    /// Merges flags (with their env twins, already applied by clap), the
+    /// file and the defaults.
+    ///
+    /// # Errors
+    /// A value that does not parse, named with the setting it belongs to.
+    pub fn resolve(args: ServeArgs, database_url: Option<String>, file: FileConfig) -> anyhow::Result<Self> {
+        let bind = match args.bind.or(file.bind) {
+            Some(bind) => bind,
+            None => DEFAULT_BIND.parse().expect("the default bind address parses"),
+        };
+        let ttl_text = args.access_token_ttl.or(file.access_token_ttl.clone());
+        let access_token_ttl = match ttl_text {
+            Some(text) => parse_duration(&text).context("access_token_ttl")?,
+            None => Duration::from_secs(15 * 60),
+        };
+        if access_token_ttl < Duration::from_secs(10) || access_token_ttl > Duration::from_secs(24 * 3600) {
+            bail!("access_token_ttl must be between 10s and 24h");
+        }
+        let audience = if args.audience.is_empty() { file.audience.clone().unwrap_or_default() } else { args.audience };
+        let issuer = args
+            .issuer
+            .or(file.issuer.clone())
+            .unwrap_or_else(|| format!("http://{bind}"))
+            .trim_end_matches('/')
+            .to_owned();
+        Ok(ServeConfig {
+            bind,
+            database_url: file.database_url(database_url),
+            allow_registration: args.allow_registration.or(file.allow_registration).unwrap_or(false),
+            log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+            secret_key: std::env::var("PORTCULLIS_SECRET_KEY").ok().filter(|s| !s.is_empty()),
+            secret_key_file: args.secret_key_file.or(file.secret_key_file),
+            issuer,
+            audience: audience.into_iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect(),
+            access_token_ttl,
+            bootstrap_admin_password: std::env::var("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD").ok().filter(|s| !s.is_empty()),
+        })
+    }
+}
+
+/// Parses `15m`, `1h 30m`, `14d`, or plain seconds.
+///
+/// # Errors
+/// A message saying what a duration looks like.
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text).map_err(|e| anyhow::anyhow!("invalid duration {text:?} (use e.g. 30m, 1h, 14d): {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ServeArgs {
+        ServeArgs {
+            bind: None,
+            allow_registration: None,
+            log_format: None,
+            secret_key_file: None,
+            issuer: None,
+            audience: vec![],
+            access_token_ttl: None,
+        }
+    }
+
+    #[test]
+    fn a_flag_wins_over_the_file_and_the_file_over_the_default() {
+        let file: FileConfig = toml::from_str("bind = \"127.0.0.1:9000\"\naccess_token_ttl = \"30m\"").unwrap();
+        let config = ServeConfig::resolve(
+            ServeArgs { bind: Some("127.0.0.1:7000".parse().unwrap()), ..args() },
+            None,
+            file,
+        )
+        .unwrap();
+        assert_eq!(config.bind.port(), 7000);
+        assert_eq!(config.access_token_ttl, Duration::from_secs(1800));
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_an_error() {
+        assert!(toml::from_str::<FileConfig>("bnid = \"x\"").is_err());
+    }
+
+    #[test]
+    fn durations_take_units_or_seconds() {
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("14d").unwrap(), Duration::from_secs(14 * 86400));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn the_issuer_defaults_to_the_bind_address() {
+        let config = ServeConfig::resolve(args(), None, FileConfig::default()).unwrap();
+        assert_eq!(config.issuer, "http://127.0.0.1:8000");
+    }
+}

@@ -1,0 +1,274 @@
+//! Values parsed at the edge: a [`Username`], a [`NewPassword`] and
+//! [`Scopes`] exist only in their valid form, so the layers below never
+//! re-check them.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::sync::LazyLock;
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Why an input value was refused; the text tells the user what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+/// A username as its owner wrote it, with the key that identifies it.
+///
+/// Two usernames are one user when their keys are equal: NFKC normalization
+/// then Unicode case folding, so `Alice`, `alice` and `ａｌｉｃｅ` collide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username {
+    display: String,
+    key: String,
+}
+
+/// The longest username, in characters.
+pub const USERNAME_MAX_CHARS: usize = 64;
+
+impl Username {
+    /// Parses a username: 1 to 64 characters, no whitespace or control characters.
+    ///
+    /// # Errors
+    /// [`Invalid`] saying which rule the name breaks.
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let display: String = raw.nfkc().collect();
+        if display.is_empty() {
+            return Err(Invalid("username must not be empty".into()));
+        }
+        if display.chars().count() > USERNAME_MAX_CHARS {
+            return Err(Invalid(format!("username must be at most {USERNAME_MAX_CHARS} characters")));
+        }
+        if display.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Invalid("username must not contain spaces or control characters".into()));
+        }
+        if display.contains(':') {
+            // A colon would make HTTP Basic credentials ambiguous.
+            return Err(Invalid("username must not contain ':'".into()));
+        }
+        let key = Username::key_of(&display);
+        Ok(Username { display, key })
+    }
+
+    /// The lookup key of any string, valid username or not (used for login,
+    /// where an invalid name must cost the same as an unknown one).
+    pub fn key_of(raw: &str) -> String {
+        let folded = caseless::default_case_fold_str(&raw.nfkc().collect::<String>());
+        folded.nfkc().collect()
+    }
+
+    /// The name as registered; this is the token's `sub`.
+    pub fn as_str(&self) -> &str {
+        &self.display
+    }
+
+    /// The normalized, case-folded key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+/// Shortest password, in characters (NIST SP 800-63B §5.1.1.2).
+pub const PASSWORD_MIN_CHARS: usize = 8;
+/// Longest password, in bytes: long enough for passphrases, short enough
+/// that hashing cannot be turned into a denial of service.
+pub const PASSWORD_MAX_BYTES: usize = 1024;
+
+/// The most common passwords, lowercased: see `data/README.md` for the source.
+static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| include_str!("../data/common-passwords.txt").lines().collect());
+
+/// A password someone wants to set, checked against the rules of NIST SP
+/// 800-63B: length only, no composition rules, common passwords refused.
+/// Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct NewPassword(String);
+
+impl fmt::Debug for NewPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NewPassword(..)")
+    }
+}
+
+impl NewPassword {
+    /// Checks a password against the rules.
+    ///
+    /// # Errors
+    /// [`Invalid`] naming the rule; the message never contains the password.
+    pub fn parse(raw: String) -> Result<Self, Invalid> {
+        if raw.chars().count() < PASSWORD_MIN_CHARS {
+            return Err(Invalid(format!("password must be at least {PASSWORD_MIN_CHARS} characters")));
+        }
+        if raw.len() > PASSWORD_MAX_BYTES {
+            return Err(Invalid(format!("password must be at most {PASSWORD_MAX_BYTES} bytes")));
+        }
+        if COMMON_PASSWORDS.contains(raw.to_lowercase().as_str()) {
+            return Err(Invalid(
+                "password is too common (it is on a list of leaked passwords): choose another".into(),
+            ));
+        }
+        Ok(NewPassword(raw))
+    }
+
+    /// The password itself, for hashing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A set of scope names, e.g. `admin items:read`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scopes(BTreeSet<String>);
+
+impl Scopes {
+    /// Parses space-separated scope names (RFC 6749 §3.3 characters).
+    ///
+    /// # Errors
+    /// [`Invalid`] for a character a scope may not hold.
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        Scopes::from_names(raw.split_ascii_whitespace())
+    }
+
+    /// Builds a set from scope names.
+    ///
+    /// # Errors
+    /// [`Invalid`] for a name with a character a scope may not hold.
+    pub fn from_names<I, S>(names: I) -> Result<Self, Invalid>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut set = BTreeSet::new();
+        for name in names {
+            let name = name.as_ref();
+            // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+            let ok = !name.is_empty()
+                && name.len() <= 128
+                && name.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+            if !ok {
+                return Err(Invalid(format!(
+                    "invalid scope {name:?}: use printable ASCII without spaces, quotes or backslashes"
+                )));
+            }
+            set.insert(name.to_owned());
+        }
+        Ok(Scopes(set))
+    }
+
+    /// The scopes granted when a user asks for `requested`: the ones both
+    /// ask for and hold; asking for none grants all held.
+    pub fn grant(&self, requested: &Scopes) -> Scopes {
+        if requested.0.is_empty() {
+            return self.clone();
+        }
+        Scopes(self.0.intersection(&requested.0).cloned().collect())
+    }
+
+    /// Whether the set holds `scope`.
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.contains(scope)
+    }
+
+    /// The names, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    /// The names as a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        self.0.iter().cloned().collect()
+    }
+}
+
+impl fmt::Display for Scopes {
+    /// Space-separated, as in the `scope` claim and parameter.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let joined: Vec<&str> = self.iter().collect();
+        f.write_str(&joined.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_username_differing_only_in_case_is_the_same_user() {
+        assert_eq!(Username::parse("Alice").unwrap().key(), Username::parse("alice").unwrap().key());
+    }
+
+    #[test]
+    fn a_fullwidth_username_is_the_same_user() {
+        assert_eq!(Username::parse("ａｌｉｃｅ").unwrap().key(), "alice");
+    }
+
+    #[test]
+    fn case_folding_goes_beyond_ascii() {
+        assert_eq!(Username::key_of("STRASSE"), Username::key_of("straße"));
+    }
+
+    #[test]
+    fn the_display_form_is_kept() {
+        assert_eq!(Username::parse("Alice").unwrap().as_str(), "Alice");
+    }
+
+    #[test]
+    fn empty_spaced_long_and_colon_usernames_are_refused() {
+        assert!(Username::parse("").is_err());
+        assert!(Username::parse("a b").is_err());
+        assert!(Username::parse("a\u{7}").is_err());
+        assert!(Username::parse("a:b").is_err());
+        assert!(Username::parse(&"x".repeat(65)).is_err());
+        assert!(Username::parse(&"x".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn a_short_password_is_refused_by_characters_not_bytes() {
+        assert!(NewPassword::parse("ab".into()).is_err());
+        assert!(NewPassword::parse("ééééééé".into()).is_err());
+        assert!(NewPassword::parse("correct horse".into()).is_ok());
+    }
+
+    #[test]
+    fn a_password_over_1024_bytes_is_refused() {
+        assert!(NewPassword::parse("é".repeat(513)).is_err());
+        assert!(NewPassword::parse("xq".repeat(512)).is_ok());
+    }
+
+    #[test]
+    fn common_passwords_are_refused_in_any_case() {
+        assert!(NewPassword::parse("password".into()).is_err());
+        assert!(NewPassword::parse("PassWord".into()).is_err());
+        assert!(NewPassword::parse("12345678".into()).is_err());
+    }
+
+    #[test]
+    fn the_common_password_list_holds_at_least_ten_thousand_entries() {
+        assert!(COMMON_PASSWORDS.len() >= 10_000);
+    }
+
+    #[test]
+    fn a_password_never_shows_in_debug_output() {
+        let p = NewPassword::parse("hunter2-but-longer".into()).unwrap();
+        assert!(!format!("{p:?}").contains("hunter"));
+    }
+
+    #[test]
+    fn granted_scopes_are_the_intersection_of_asked_and_held() {
+        let held = Scopes::parse("me items").unwrap();
+        assert_eq!(held.grant(&Scopes::parse("items admin").unwrap()).to_string(), "items");
+        assert_eq!(held.grant(&Scopes::default()).to_string(), "items me");
+    }
+
+    #[test]
+    fn a_scope_with_a_quote_is_refused() {
+        assert!(Scopes::parse("a\"b").is_err());
+        assert!(Scopes::parse("items:read admin").is_ok());
+    }
+}

@@ -1,0 +1,153 @@
+//! The HTTP layer's one error type. Every failure becomes a JSON body with
+//! `detail` (what FastAPI clients read); token-endpoint errors also carry
+//! RFC 6749 `error` and `error_description` (what OAuth clients read).
+//! 5xx causes are logged here and never shown.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use portcullis_verify::TokenError;
+use serde_json::json;
+
+use crate::auth::pool::Busy;
+use crate::store::StoreError;
+
+/// An RFC 6749 §5.2 error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthCode {
+    /// Missing or malformed parameter.
+    InvalidRequest,
+    /// Bad credentials or refresh token.
+    InvalidGrant,
+    /// A grant type this server does not do.
+    UnsupportedGrantType,
+    /// A malformed scope.
+    InvalidScope,
+}
+
+impl OAuthCode {
+    fn as_str(self) -> &'static str {
+        match self {
+            OAuthCode::InvalidRequest => "invalid_request",
+            OAuthCode::InvalidGrant => "invalid_grant",
+            OAuthCode::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthCode::InvalidScope => "invalid_scope",
+        }
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed input, with what to fix.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Well-formed input that breaks a rule (e.g. a weak password).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// An extractor refused the request (body too large, wrong type…).
+    #[error("{detail}")]
+    Rejected {
+        /// The status the rejection chose.
+        status: StatusCode,
+        /// What to fix.
+        detail: String,
+    },
+    /// A token-endpoint error (RFC 6749 §5.2).
+    #[error("{description}")]
+    OAuth {
+        /// Status: 400, or 401 for bad credentials.
+        status: StatusCode,
+        /// RFC 6749 code.
+        code: OAuthCode,
+        /// `detail` and `error_description`.
+        description: String,
+    },
+    /// A bearer-token failure on a protected route.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// Not allowed by configuration.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// A unique value is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// Password hashing is saturated: retry shortly.
+    #[error("too many logins at once, retry shortly")]
+    Busy,
+    /// The database is unreachable or failing.
+    #[error("database unavailable")]
+    Database(#[source] StoreError),
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// A token-endpoint error.
+    pub fn oauth(status: StatusCode, code: OAuthCode, description: impl Into<String>) -> Self {
+        ApiError::OAuth { status, code, description: description.into() }
+    }
+
+    /// An `invalid_request` from the token endpoint.
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidRequest, description)
+    }
+
+    /// The one status match.
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Rejected { status, .. } | ApiError::OAuth { status, .. } => *status,
+            ApiError::Token(e) => e.status_code(),
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Busy | ApiError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Database(e)
+    }
+}
+
+impl From<Busy> for ApiError {
+    fn from(_: Busy) -> Self {
+        ApiError::Busy
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        match self {
+            ApiError::Token(e) => e.into_response(),
+            ApiError::OAuth { code, description, .. } => {
+                let body = json!({ "detail": description, "error": code.as_str(), "error_description": description });
+                let mut response = (status, Json(body)).into_response();
+                let headers = response.headers_mut();
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                if status == StatusCode::UNAUTHORIZED {
+                    headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                }
+                response
+            }
+            ApiError::Busy | ApiError::Database(_) => {
+                if let ApiError::Database(e) = &self {
+                    tracing::error!(error = %e, "database failure");
+                }
+                let mut response = (status, Json(json!({ "detail": self.to_string() }))).into_response();
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+            other => (status, Json(json!({ "detail": other.to_string() }))).into_response(),
+        }
+    }
+}

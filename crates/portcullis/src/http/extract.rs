@@ -1,0 +1,210 @@
+//! Request extractors whose rejections are [`ApiError`]s, so every
+//! malformed request gets a JSON `detail` instead of axum's plain text.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{FromRequest, Multipart, Request};
+use axum::http::{StatusCode, header};
+use percent_encoding::percent_decode;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// The request body limit, also enforced by `DefaultBodyLimit` in `http::app`.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+fn too_large() -> ApiError {
+    ApiError::Rejected { status: StatusCode::PAYLOAD_TOO_LARGE, detail: "request body is larger than 64 KiB".into() }
+}
+
+fn from_bytes_rejection(r: BytesRejection) -> ApiError {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return too_large();
+    }
+    ApiError::Rejected { status: r.status(), detail: format!("could not read the request body: {}", r.body_text()) }
+}
+
+/// `axum::Json` with JSON error bodies.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(JsonRejection::BytesRejection(r)) => Err(from_bytes_rejection(r)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::Rejected {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                detail: "send a JSON body with Content-Type: application/json".into(),
+            }),
+            Err(r) => Err(ApiError::Rejected { status: r.status(), detail: r.body_text() }),
+        }
+    }
+}
+
+/// Parameters that are credentials: never accepted in a URL, where proxies
+/// and access logs keep them.
+const SECRET_PARAMS: &[&str] = &["password", "client_secret", "refresh_token", "token"];
+
+/// The fields of an OAuth form body, `application/x-www-form-urlencoded` or
+/// `multipart/form-data`, each at most once (RFC 6749 §3.2).
+#[derive(Debug, Default)]
+pub struct OAuthForm {
+    fields: HashMap<String, String>,
+}
+
+impl OAuthForm {
+    /// The value of a field, if present and not empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// The value of a required field.
+    ///
+    /// # Errors
+    /// `invalid_request` naming the field.
+    pub fn require(&self, name: &str) -> Result<&str, ApiError> {
+        self.get(name).ok_or_else(|| ApiError::invalid_request(format!("missing form field \"{name}\"")))
+    }
+
+    fn insert(&mut self, name: String, value: String) -> Result<(), ApiError> {
+        if self.fields.contains_key(&name) {
+            return Err(ApiError::invalid_request(format!("form field \"{name}\" is given more than once")));
+        }
+        self.fields.insert(name, value);
+        Ok(())
+    }
+
+    fn parse_urlencoded(body: &[u8]) -> Result<Self, ApiError> {
+        let mut form = OAuthForm::default();
+        for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+            let (name, value) = match pair.iter().position(|b| *b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &b""[..]),
+            };
+            form.insert(decode_component(name)?, decode_component(value)?)?;
+        }
+        Ok(form)
+    }
+
+    async fn parse_multipart(mut multipart: Multipart) -> Result<Self, ApiError> {
+        let mut form = OAuthForm::default();
+        loop {
+            let field = multipart.next_field().await.map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    ApiError::invalid_request(format!("malformed multipart body: {}", e.body_text()))
+                }
+            })?;
+            let Some(field) = field else { break };
+            let name = field.name().unwrap_or_default().to_owned();
+            let bytes = field.bytes().await.map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    ApiError::invalid_request("malformed multipart body")
+                }
+            })?;
+            let value = String::from_utf8(bytes.to_vec())
+                .map_err(|_| ApiError::invalid_request("form body is not valid UTF-8"))?;
+            form.insert(name, value)?;
+        }
+        Ok(form)
+    }
+}
+
+/// `+` is a space, then percent-decoding, which must give UTF-8.
+fn decode_component(raw: &[u8]) -> Result<String, ApiError> {
+    let spaced: Vec<u8> = raw.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect();
+    percent_decode(&spaced)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::invalid_request("form body is not valid UTF-8"))
+}
+
+fn has_secret_in_query(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let name = pair.split('=').next().unwrap_or_default();
+        let name = decode_component(name.as_bytes()).unwrap_or_default();
+        SECRET_PARAMS.contains(&name.as_str())
+    })
+}
+
+impl<S: Send + Sync> FromRequest<S> for OAuthForm {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if req.uri().query().is_some_and(has_secret_in_query) {
+            return Err(ApiError::invalid_request(
+                "credentials must be sent in the form body, never in the URL: this request was refused",
+            ));
+        }
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        match content_type.as_str() {
+            "application/x-www-form-urlencoded" => {
+                let body = Bytes::from_request(req, state).await.map_err(from_bytes_rejection)?;
+                OAuthForm::parse_urlencoded(&body)
+            }
+            "multipart/form-data" => {
+                let multipart = Multipart::from_request(req, state)
+                    .await
+                    .map_err(|e| ApiError::invalid_request(format!("malformed multipart body: {}", e.body_text())))?;
+                OAuthForm::parse_multipart(multipart).await
+            }
+            "application/json" => Err(ApiError::invalid_request(
+                "this endpoint takes a form, not JSON: send Content-Type: application/x-www-form-urlencoded",
+            )),
+            "" => Err(ApiError::invalid_request(
+                "missing Content-Type: send the form as application/x-www-form-urlencoded",
+            )),
+            other => Err(ApiError::invalid_request(format!(
+                "unsupported Content-Type {other:?}: send application/x-www-form-urlencoded"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_urlencoded_body_decodes_plus_and_percent() {
+        let form = OAuthForm::parse_urlencoded(b"username=al%C3%A9+x&password=p%26w&scope=").unwrap();
+        assert_eq!(form.get("username"), Some("alé x"));
+        assert_eq!(form.get("password"), Some("p&w"));
+        assert_eq!(form.get("scope"), None);
+    }
+
+    #[test]
+    fn a_repeated_field_is_refused() {
+        assert!(OAuthForm::parse_urlencoded(b"username=a&username=b").is_err());
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused() {
+        assert!(OAuthForm::parse_urlencoded(b"username=%FF%FE").is_err());
+        assert!(OAuthForm::parse_urlencoded(b"username=\xff").is_err());
+    }
+
+    #[test]
+    fn credentials_in_a_query_are_detected_even_encoded() {
+        assert!(has_secret_in_query("username=a&password=b"));
+        assert!(has_secret_in_query("pass%77ord=b"));
+        assert!(!has_secret_in_query("next=/home"));
+    }
+}

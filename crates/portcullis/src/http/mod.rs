@@ -1,0 +1,70 @@
+//! The HTTP API: route modules merged into one router, with the layers every
+//! request passes through (body limit, timeouts, tracing without secrets,
+//! panics turned into JSON 500s).
+
+pub mod docs;
+pub mod extract;
+pub mod health;
+pub mod token;
+pub mod users;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole application.
+pub fn app(state: AppState) -> Router {
+    let (api, doc) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .merge(token::router())
+        .merge(users::router())
+        .merge(health::router())
+        .split_for_parts();
+    api.merge(docs::router(doc))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(CatchPanicLayer::custom(|_| {
+            (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({ "detail": "internal error" }))).into_response()
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            // The span names the path only: a query string may hold what a
+            // client should never have put there (e.g. a password).
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, axum::Json(json!({ "detail": "Not Found" }))).into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(json!({ "detail": "Method Not Allowed" }))).into_response()
+}

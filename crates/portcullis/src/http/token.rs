@@ -1,0 +1,176 @@
+//! `POST /token` and `POST /login`: the OAuth2 token endpoint (RFC 6749).
+//!
+//! The password grant as the FastAPI tutorials use it, hardened: an unknown
+//! user costs one dummy hash like a wrong password, hashing runs on the
+//! bounded pool, and scopes are what was asked *and* held.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tracing::instrument;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::OAuthForm;
+use crate::auth::password::Verdict;
+use crate::domain::{Scopes, Username};
+use crate::error::{ApiError, ApiResult, OAuthCode};
+use crate::state::AppState;
+use crate::store::User;
+
+/// The token endpoint's routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(token)).routes(routes!(login))
+}
+
+/// The form fields of a token request, for the OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct TokenForm {
+    /// `password` (default when absent).
+    grant_type: Option<String>,
+    /// For the password grant.
+    username: Option<String>,
+    /// For the password grant.
+    password: Option<String>,
+    /// Space-separated scopes to request; none: all the user holds.
+    scope: Option<String>,
+    /// Ignored: portcullis has no confidential clients.
+    client_id: Option<String>,
+    /// Ignored: portcullis has no confidential clients.
+    client_secret: Option<String>,
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// The JWT access token.
+    access_token: String,
+    /// Always `bearer`.
+    token_type: &'static str,
+    /// Seconds until the access token expires.
+    expires_in: u64,
+    /// The scopes granted, space-separated.
+    scope: String,
+}
+
+/// A token request, by grant type (RFC 6749 §4.3).
+enum Grant<'a> {
+    Password { username: &'a str, password: &'a str, scope: Option<&'a str> },
+}
+
+impl<'a> Grant<'a> {
+    fn from_form(form: &'a OAuthForm) -> ApiResult<Self> {
+        match form.get("grant_type").unwrap_or("password") {
+            "password" => Ok(Grant::Password {
+                username: form.require("username")?,
+                password: form.require("password")?,
+                scope: form.get("scope"),
+            }),
+            other => Err(ApiError::oauth(
+                StatusCode::BAD_REQUEST,
+                OAuthCode::UnsupportedGrantType,
+                format!("unsupported grant_type {:?}: use \"password\"", truncate(other)),
+            )),
+        }
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+fn wrong_credentials() -> ApiError {
+    ApiError::oauth(StatusCode::UNAUTHORIZED, OAuthCode::InvalidGrant, "Incorrect username or password")
+}
+
+/// Swagger UI's Authorize sends `Authorization: Basic Og==` (empty client
+/// credentials) with the form; portcullis has no confidential clients, so
+/// client credentials are ignored rather than refused.
+#[utoipa::path(
+    post, path = "/token", tag = "auth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Tokens issued", body = TokenResponse),
+        (status = 400, description = "Malformed request, unsupported grant type, or inactive user"),
+        (status = 401, description = "Incorrect username or password"),
+        (status = 413, description = "Body over 64 KiB"),
+        (status = 503, description = "Login hashing saturated; retry after Retry-After seconds"),
+    )
+)]
+#[instrument(skip_all)]
+pub async fn token(State(state): State<AppState>, form: OAuthForm) -> ApiResult<Response> {
+    match Grant::from_form(&form)? {
+        Grant::Password { username, password, scope } => password_grant(&state, username, password, scope).await,
+    }
+}
+
+/// Same as `/token`: the tutorials' clients post to `/login`.
+#[utoipa::path(
+    post, path = "/login", tag = "auth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Tokens issued", body = TokenResponse),
+        (status = 400, description = "Malformed request, unsupported grant type, or inactive user"),
+        (status = 401, description = "Incorrect username or password"),
+    )
+)]
+#[instrument(skip_all)]
+pub async fn login(state: State<AppState>, form: OAuthForm) -> ApiResult<Response> {
+    token(state, form).await
+}
+
+async fn password_grant(state: &AppState, username: &str, password: &str, scope: Option<&str>) -> ApiResult<Response> {
+    let requested = Scopes::parse(scope.unwrap_or_default())
+        .map_err(|e| ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidScope, e.0))?;
+    let user = state.store.user_by_key(&Username::key_of(username)).await?;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let verdict = state.hasher.verify(password.to_owned(), stored).await?;
+    let (Verdict::Right { rehash }, Some(user)) = (verdict, user) else {
+        return Err(wrong_credentials());
+    };
+    if user.disabled {
+        return Err(ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidGrant, "Inactive user"));
+    }
+    if rehash {
+        upgrade_hash_later(state, &user, password);
+    }
+    let now = crate::clock::unix_now();
+    let granted = user.scopes.grant(&requested);
+    let access = state.issuer.issue(&user.username, &granted, now);
+    let body = TokenResponse {
+        access_token: access.jwt,
+        token_type: "bearer",
+        expires_in: access.expires_in,
+        scope: granted.to_string(),
+    };
+    Ok(no_store(Json(body)))
+}
+
+/// Replaces a bcrypt (or weaker argon2) hash by argon2id after a good login,
+/// off the request path so the login is not slowed by a second hash.
+fn upgrade_hash_later(state: &AppState, user: &User, password: &str) {
+    let (store, hasher) = (state.store.clone(), state.hasher.clone());
+    let (key, old, password) = (Username::key_of(&user.username), user.password_hash.clone(), password.to_owned());
+    tokio::spawn(async move {
+        let Ok(new) = hasher.hash(password).await else { return };
+        let now = crate::clock::unix_now() as i64;
+        match store.upgrade_password_hash(&key, &old, &new, now).await {
+            Ok(true) => tracing::info!("password hash upgraded to argon2id"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not upgrade a password hash"),
+        }
+    });
+}
+
+/// Token responses must not be cached (RFC 6749 §5.1).
+fn no_store(body: impl IntoResponse) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}

@@ -1,0 +1,28 @@
+//! portcullis: an OAuth2 password-grant authentication server. The binary in
+//! `main.rs` only parses the command line and calls into this library, which
+//! the tests drive the same way.
+
+/// Authentication: hashing, the signing secret, token issuing.
+pub mod auth;
+/// The command line as parsed by clap.
+pub mod cli;
+/// Reading the clock, in one place.
+pub mod clock;
+/// `portcullis user …` and other non-server commands.
+pub mod commands;
+/// Settings merged from flags, environment and file.
+pub mod config;
+/// Input values parsed into valid types.
+pub mod domain;
+/// The HTTP layer's error type.
+pub mod error;
+/// Routes and layers.
+pub mod http;
+/// Starting the server.
+pub mod server;
+/// Shared handler state.
+pub mod state;
+/// Storage interface and back ends.
+pub mod store;
+
+pub use http::app;
