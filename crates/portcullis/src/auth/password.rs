@@ -32,7 +32,7 @@ impl StoredHash {
 
     /// Whether this is a hash portcullis can verify.
     pub fn is_supported(&self) -> bool {
-        is_bcrypt(&self.0) || PasswordHash::new(&self.0).is_ok_and(|h| h.algorithm.as_str().starts_with("argon2"))
+        is_well_formed_bcrypt(&self.0) || PasswordHash::new(&self.0).is_ok_and(|h| h.algorithm.as_str().starts_with("argon2"))
     }
 }
 
@@ -53,6 +53,16 @@ fn argon2() -> Argon2<'static> {
 
 fn is_bcrypt(hash: &str) -> bool {
     ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p))
+}
+
+/// `$2b$12$` then 53 characters of bcrypt's base64 (salt and digest).
+fn is_well_formed_bcrypt(hash: &str) -> bool {
+    let b = hash.as_bytes();
+    is_bcrypt(hash)
+        && b.len() == 60
+        && b[4..6].iter().all(u8::is_ascii_digit)
+        && b[6] == b'$'
+        && b[7..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/')
 }
 
 /// Hashes a new password with argon2id and a random salt.

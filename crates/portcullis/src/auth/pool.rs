@@ -112,8 +112,10 @@ mod tests {
     async fn a_full_queue_answers_busy_at_once() {
         let pool = HashPool::start(1, 1);
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let blocker = pool.run(move || release_rx.recv().ok());
-        let blocker = tokio::spawn(blocker);
+        let blocker = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.run(move || release_rx.recv().ok()).await }
+        });
         // Wait until the one thread holds the blocker, then fill the queue.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let queued = tokio::spawn({
