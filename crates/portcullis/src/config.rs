@@ -69,6 +69,10 @@ pub struct ServeConfig {
     pub access_token_ttl: Duration,
     /// Password of the first `admin`, from `PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD`.
     pub bootstrap_admin_password: Option<String>,
+    /// Password-hashing threads.
+    pub hash_threads: usize,
+    /// Logins that may wait for a hashing thread before `/token` answers 503.
+    pub hash_queue: usize,
 }
 
 impl ServeConfig {
@@ -108,6 +112,10 @@ impl ServeConfig {
             audience: audience.into_iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect(),
             access_token_ttl,
             bootstrap_admin_password: std::env::var("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD").ok().filter(|s| !s.is_empty()),
+            // One thread per core: logins use the machine without starving
+            // the async workers of more than their share.
+            hash_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            hash_queue: 256,
         })
     }
 }

@@ -32,7 +32,7 @@ impl Server {
             .await
             .with_context(|| format!("opening database {}", redact_url(&config.database_url)))?;
         let secret = load_secret(config)?;
-        let hasher = HashPool::start(hash_threads(), 256);
+        let hasher = HashPool::start(config.hash_threads, config.hash_queue);
         bootstrap_admin(&store, &hasher, config.bootstrap_admin_password.as_deref()).await?;
         let ttl = config.access_token_ttl.as_secs();
         let issuer = TokenIssuer::new(
@@ -54,6 +54,11 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// The state handlers share (tests reach the store through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// Serves until a shutdown signal, then finishes requests in flight.
     ///
     /// # Errors
@@ -65,12 +70,6 @@ impl Server {
             .await
             .context("serving HTTP")
     }
-}
-
-/// Hashing threads: one per core, so logins use the machine without
-/// starving the async workers of more than their share.
-fn hash_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 fn load_secret(config: &ServeConfig) -> anyhow::Result<secrecy::SecretString> {

@@ -28,9 +28,11 @@ struct PasswordFlow;
 
 impl Modify for PasswordFlow {
     fn modify(&self, doc: &mut Document) {
-        // `tokenUrl` is relative to the document, so it works behind a proxy prefix.
+        // Relative, so it works behind a proxy prefix. Swagger UI resolves it
+        // against its page, /docs/ (its router adds the slash), so "token"
+        // would post to /docs/token: "../token" reaches /token.
         let scopes = Scopes::from_iter([("admin".to_owned(), "Administer users".to_owned())]);
-        let flow = Flow::Password(Password::new("token", scopes));
+        let flow = Flow::Password(Password::new("../token", scopes));
         doc.components
             .get_or_insert_with(Default::default)
             .add_security_scheme("OAuth2PasswordBearer", SecurityScheme::OAuth2(OAuth2::new([flow])));
