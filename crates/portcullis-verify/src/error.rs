@@ -82,7 +82,9 @@ impl IntoResponse for TokenError {
         let mut response = (self.status_code(), axum::Json(body)).into_response();
         if let Some(value) = self.www_authenticate() {
             if let Ok(value) = HeaderValue::from_str(&value) {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
             }
         }
         if matches!(self, TokenError::Unavailable(_)) {
@@ -106,8 +108,13 @@ mod tests {
 
     #[test]
     fn a_quote_in_a_reason_cannot_break_the_header() {
-        let h = TokenError::invalid("bad \"x\"\n").www_authenticate().unwrap();
-        assert_eq!(h, "Bearer error=\"invalid_token\", error_description=\"bad 'x'\"");
+        let h = TokenError::invalid("bad \"x\"\n")
+            .www_authenticate()
+            .unwrap();
+        assert_eq!(
+            h,
+            "Bearer error=\"invalid_token\", error_description=\"bad 'x'\""
+        );
     }
 
     #[test]

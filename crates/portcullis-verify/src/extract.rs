@@ -83,10 +83,15 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, TokenError> {
     Ok(token)
 }
 
-async fn authenticate(verifier: &Verifier, headers: &HeaderMap) -> Result<Authenticated, TokenError> {
+async fn authenticate(
+    verifier: &Verifier,
+    headers: &HeaderMap,
+) -> Result<Authenticated, TokenError> {
     let token = bearer_token(headers)?;
     let claims = verifier.authenticate(token, unix_now()).await?;
-    Ok(Authenticated { claims: Arc::new(claims) })
+    Ok(Authenticated {
+        claims: Arc::new(claims),
+    })
 }
 
 impl<S> FromRequestParts<S> for Authenticated
@@ -117,7 +122,10 @@ where
 {
     type Rejection = TokenError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
         match <Self as FromRequestParts<S>>::from_request_parts(parts, state).await {
             Ok(user) => Ok(Some(user)),
             Err(TokenError::Missing) => Ok(None),
@@ -152,7 +160,10 @@ impl RequireScopes {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        RequireScopes { verifier, scopes: scopes.into_iter().map(Into::into).collect() }
+        RequireScopes {
+            verifier,
+            scopes: scopes.into_iter().map(Into::into).collect(),
+        }
     }
 }
 
@@ -160,7 +171,10 @@ impl<I> Layer<I> for RequireScopes {
     type Service = RequireScopesService<I>;
 
     fn layer(&self, inner: I) -> Self::Service {
-        RequireScopesService { guard: self.clone(), inner }
+        RequireScopesService {
+            guard: self.clone(),
+            inner,
+        }
     }
 }
 

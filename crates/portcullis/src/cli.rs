@@ -16,7 +16,12 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Database URL: sqlite://FILE (default sqlite://portcullis.db) or postgres://…
-    #[arg(long, env = "PORTCULLIS_DATABASE_URL", global = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "PORTCULLIS_DATABASE_URL",
+        global = true,
+        value_name = "URL"
+    )]
     pub database_url: Option<String>,
 
     /// What to do.
@@ -71,7 +76,12 @@ pub struct ServeArgs {
     pub issuer: Option<String>,
 
     /// Put `aud` in tokens (repeat, or comma-separate, for several).
-    #[arg(long, env = "PORTCULLIS_AUDIENCE", value_delimiter = ',', value_name = "AUD")]
+    #[arg(
+        long,
+        env = "PORTCULLIS_AUDIENCE",
+        value_delimiter = ',',
+        value_name = "AUD"
+    )]
     pub audience: Vec<String>,
 
     /// Access-token lifetime, e.g. 15m, 1h [default: 15m].

@@ -35,14 +35,19 @@ impl FileConfig {
     /// # Errors
     /// An unreadable file, bad TOML or an unknown key, naming the file.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let Some(path) = path else { return Ok(FileConfig::default()) };
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
     }
 
     /// The database URL: flag or env first, then the file, then the default.
     pub fn database_url(&self, from_cli: Option<String>) -> String {
-        from_cli.or_else(|| self.database_url.clone()).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+        from_cli
+            .or_else(|| self.database_url.clone())
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
     }
 }
 
@@ -81,20 +86,32 @@ impl ServeConfig {
     ///
     /// # Errors
     /// A value that does not parse, named with the setting it belongs to.
-    pub fn resolve(args: ServeArgs, database_url: Option<String>, file: FileConfig) -> anyhow::Result<Self> {
+    pub fn resolve(
+        args: ServeArgs,
+        database_url: Option<String>,
+        file: FileConfig,
+    ) -> anyhow::Result<Self> {
         let bind = match args.bind.or(file.bind) {
             Some(bind) => bind,
-            None => DEFAULT_BIND.parse().expect("the default bind address parses"),
+            None => DEFAULT_BIND
+                .parse()
+                .expect("the default bind address parses"),
         };
         let ttl_text = args.access_token_ttl.or(file.access_token_ttl.clone());
         let access_token_ttl = match ttl_text {
             Some(text) => parse_duration(&text).context("access_token_ttl")?,
             None => Duration::from_secs(15 * 60),
         };
-        if access_token_ttl < Duration::from_secs(10) || access_token_ttl > Duration::from_secs(24 * 3600) {
+        if access_token_ttl < Duration::from_secs(10)
+            || access_token_ttl > Duration::from_secs(24 * 3600)
+        {
             bail!("access_token_ttl must be between 10s and 24h");
         }
-        let audience = if args.audience.is_empty() { file.audience.clone().unwrap_or_default() } else { args.audience };
+        let audience = if args.audience.is_empty() {
+            file.audience.clone().unwrap_or_default()
+        } else {
+            args.audience
+        };
         let issuer = args
             .issuer
             .or(file.issuer.clone())
@@ -104,14 +121,28 @@ impl ServeConfig {
         Ok(ServeConfig {
             bind,
             database_url: file.database_url(database_url),
-            allow_registration: args.allow_registration.or(file.allow_registration).unwrap_or(false),
-            log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
-            secret_key: std::env::var("PORTCULLIS_SECRET_KEY").ok().filter(|s| !s.is_empty()),
+            allow_registration: args
+                .allow_registration
+                .or(file.allow_registration)
+                .unwrap_or(false),
+            log_format: args
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+            secret_key: std::env::var("PORTCULLIS_SECRET_KEY")
+                .ok()
+                .filter(|s| !s.is_empty()),
             secret_key_file: args.secret_key_file.or(file.secret_key_file),
             issuer,
-            audience: audience.into_iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect(),
+            audience: audience
+                .into_iter()
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty())
+                .collect(),
             access_token_ttl,
-            bootstrap_admin_password: std::env::var("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD").ok().filter(|s| !s.is_empty()),
+            bootstrap_admin_password: std::env::var("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD")
+                .ok()
+                .filter(|s| !s.is_empty()),
             // One thread per core: logins use the machine without starving
             // the async workers of more than their share.
             hash_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -129,7 +160,8 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     if let Ok(secs) = text.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    humantime::parse_duration(text).map_err(|e| anyhow::anyhow!("invalid duration {text:?} (use e.g. 30m, 1h, 14d): {e}"))
+    humantime::parse_duration(text)
+        .map_err(|e| anyhow::anyhow!("invalid duration {text:?} (use e.g. 30m, 1h, 14d): {e}"))
 }
 
 #[cfg(test)]
@@ -150,9 +182,13 @@ mod tests {
 
     #[test]
     fn a_flag_wins_over_the_file_and_the_file_over_the_default() {
-        let file: FileConfig = toml::from_str("bind = \"127.0.0.1:9000\"\naccess_token_ttl = \"30m\"").unwrap();
+        let file: FileConfig =
+            toml::from_str("bind = \"127.0.0.1:9000\"\naccess_token_ttl = \"30m\"").unwrap();
         let config = ServeConfig::resolve(
-            ServeArgs { bind: Some("127.0.0.1:7000".parse().unwrap()), ..args() },
+            ServeArgs {
+                bind: Some("127.0.0.1:7000".parse().unwrap()),
+                ..args()
+            },
             None,
             file,
         )
@@ -170,7 +206,10 @@ mod tests {
     #[test]
     fn durations_take_units_or_seconds() {
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(parse_duration("14d").unwrap(), Duration::from_secs(14 * 86400));
+        assert_eq!(
+            parse_duration("14d").unwrap(),
+            Duration::from_secs(14 * 86400)
+        );
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert!(parse_duration("soon").is_err());
     }

@@ -37,10 +37,14 @@ impl Username {
             return Err(Invalid("username must not be empty".into()));
         }
         if display.chars().count() > USERNAME_MAX_CHARS {
-            return Err(Invalid(format!("username must be at most {USERNAME_MAX_CHARS} characters")));
+            return Err(Invalid(format!(
+                "username must be at most {USERNAME_MAX_CHARS} characters"
+            )));
         }
         if display.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(Invalid("username must not contain spaces or control characters".into()));
+            return Err(Invalid(
+                "username must not contain spaces or control characters".into(),
+            ));
         }
         if display.contains(':') {
             // A colon would make HTTP Basic credentials ambiguous.
@@ -81,8 +85,11 @@ pub const PASSWORD_MIN_CHARS: usize = 8;
 pub const PASSWORD_MAX_BYTES: usize = 1024;
 
 /// The most common passwords, lowercased: see `data/README.md` for the source.
-static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| include_str!("../data/common-passwords.txt").lines().collect());
+static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("../data/common-passwords.txt")
+        .lines()
+        .collect()
+});
 
 /// A password someone wants to set, checked against the rules of NIST SP
 /// 800-63B: length only, no composition rules, common passwords refused.
@@ -103,14 +110,19 @@ impl NewPassword {
     /// [`Invalid`] naming the rule; the message never contains the password.
     pub fn parse(raw: String) -> Result<Self, Invalid> {
         if raw.chars().count() < PASSWORD_MIN_CHARS {
-            return Err(Invalid(format!("password must be at least {PASSWORD_MIN_CHARS} characters")));
+            return Err(Invalid(format!(
+                "password must be at least {PASSWORD_MIN_CHARS} characters"
+            )));
         }
         if raw.len() > PASSWORD_MAX_BYTES {
-            return Err(Invalid(format!("password must be at most {PASSWORD_MAX_BYTES} bytes")));
+            return Err(Invalid(format!(
+                "password must be at most {PASSWORD_MAX_BYTES} bytes"
+            )));
         }
         if COMMON_PASSWORDS.contains(raw.to_lowercase().as_str()) {
             return Err(Invalid(
-                "password is too common (it is on a list of leaked passwords): choose another".into(),
+                "password is too common (it is on a list of leaked passwords): choose another"
+                    .into(),
             ));
         }
         Ok(NewPassword(raw))
@@ -150,7 +162,9 @@ impl Scopes {
             // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
             let ok = !name.is_empty()
                 && name.len() <= 128
-                && name.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+                && name
+                    .bytes()
+                    .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
             if !ok {
                 return Err(Invalid(format!(
                     "invalid scope {name:?}: use printable ASCII without spaces, quotes or backslashes"
@@ -200,7 +214,10 @@ mod tests {
 
     #[test]
     fn a_username_differing_only_in_case_is_the_same_user() {
-        assert_eq!(Username::parse("Alice").unwrap().key(), Username::parse("alice").unwrap().key());
+        assert_eq!(
+            Username::parse("Alice").unwrap().key(),
+            Username::parse("alice").unwrap().key()
+        );
     }
 
     #[test]
@@ -262,7 +279,11 @@ mod tests {
     #[test]
     fn granted_scopes_are_the_intersection_of_asked_and_held() {
         let held = Scopes::parse("me items").unwrap();
-        assert_eq!(held.grant(&Scopes::parse("items admin").unwrap()).to_string(), "items");
+        assert_eq!(
+            held.grant(&Scopes::parse("items admin").unwrap())
+                .to_string(),
+            "items"
+        );
         assert_eq!(held.grant(&Scopes::default()).to_string(), "items me");
     }
 

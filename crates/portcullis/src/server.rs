@@ -41,7 +41,9 @@ impl Server {
             config.audience.clone(),
             ttl,
         );
-        let settings = Settings { allow_registration: config.allow_registration };
+        let settings = Settings {
+            allow_registration: config.allow_registration,
+        };
         let state = AppState::new(store, issuer, hasher, settings);
         let listener = TcpListener::bind(config.bind)
             .await
@@ -65,19 +67,32 @@ impl Server {
     /// An I/O error of the listener.
     pub async fn run(self) -> anyhow::Result<()> {
         let app = crate::http::app(self.state);
-        axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving HTTP")
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")
     }
 }
 
 fn load_secret(config: &ServeConfig) -> anyhow::Result<secrecy::SecretString> {
     let beside = SqliteStore::file_of(&config.database_url).map(|db| secret::path_beside(&db));
-    if beside.is_none() && config.secret_key.is_none() && config.secret_key_file.is_none() && !config.database_url.starts_with("sqlite:") {
-        anyhow::bail!("this database has no file to keep a generated secret beside: set PORTCULLIS_SECRET_KEY or --secret-key-file (generate one with `openssl rand -hex 32`)");
+    if beside.is_none()
+        && config.secret_key.is_none()
+        && config.secret_key_file.is_none()
+        && !config.database_url.starts_with("sqlite:")
+    {
+        anyhow::bail!(
+            "this database has no file to keep a generated secret beside: set PORTCULLIS_SECRET_KEY or --secret-key-file (generate one with `openssl rand -hex 32`)"
+        );
     }
-    let (secret, origin) = secret::load(config.secret_key.as_deref(), config.secret_key_file.as_deref(), beside.as_deref())?;
+    let (secret, origin) = secret::load(
+        config.secret_key.as_deref(),
+        config.secret_key_file.as_deref(),
+        beside.as_deref(),
+    )?;
     match origin {
         Origin::Environment => tracing::info!("signing secret from PORTCULLIS_SECRET_KEY"),
         Origin::File(path) => tracing::info!(file = %path.display(), "signing secret from file"),
@@ -85,25 +100,38 @@ fn load_secret(config: &ServeConfig) -> anyhow::Result<secrecy::SecretString> {
             file = %path.display(),
             "no secret key given: generated one and saved it (mode 0600); keep this file with the database"
         ),
-        Origin::Ephemeral => tracing::warn!("no secret key given: generated one for this in-memory database; tokens die with the process"),
+        Origin::Ephemeral => tracing::warn!(
+            "no secret key given: generated one for this in-memory database; tokens die with the process"
+        ),
     }
     Ok(secret)
 }
 
 /// On an empty database, creates `admin` with scope `admin`, with the
 /// password from the environment or a random one printed once.
-async fn bootstrap_admin(store: &SharedStore, hasher: &HashPool, password: Option<&str>) -> anyhow::Result<()> {
+async fn bootstrap_admin(
+    store: &SharedStore,
+    hasher: &HashPool,
+    password: Option<&str>,
+) -> anyhow::Result<()> {
     if store.count_users().await? > 0 {
         return Ok(());
     }
     let (password, print) = match password {
         Some(p) => (
-            NewPassword::parse(p.to_owned()).context("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD refused")?,
+            NewPassword::parse(p.to_owned())
+                .context("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD refused")?,
             false,
         ),
-        None => (NewPassword::parse(random_password()).expect("a random password passes the rules"), true),
+        None => (
+            NewPassword::parse(random_password()).expect("a random password passes the rules"),
+            true,
+        ),
     };
-    let hash = hasher.hash(password.expose().to_owned()).await.context("hashing the admin password")?;
+    let hash = hasher
+        .hash(password.expose().to_owned())
+        .await
+        .context("hashing the admin password")?;
     let admin = NewUser {
         username: Username::parse("admin").expect("admin is a valid username"),
         email: None,
@@ -112,7 +140,10 @@ async fn bootstrap_admin(store: &SharedStore, hasher: &HashPool, password: Optio
         disabled: false,
         password_hash: hash,
     };
-    match store.insert_user(&admin, crate::clock::unix_now() as i64).await {
+    match store
+        .insert_user(&admin, crate::clock::unix_now() as i64)
+        .await
+    {
         Ok(()) => {}
         // Another instance or the CLI created it in the meantime.
         Err(store::StoreError::Conflict) => return Ok(()),
@@ -120,10 +151,17 @@ async fn bootstrap_admin(store: &SharedStore, hasher: &HashPool, password: Optio
     }
     if print {
         // The one deliberate secret in output: shown once, never logged.
-        println!("created user \"admin\" with password: {}", password.expose());
-        println!("(shown only this once: store it, or set PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD next time)");
+        println!(
+            "created user \"admin\" with password: {}",
+            password.expose()
+        );
+        println!(
+            "(shown only this once: store it, or set PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD next time)"
+        );
     } else {
-        tracing::info!("created user \"admin\" with the password from PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD");
+        tracing::info!(
+            "created user \"admin\" with the password from PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD"
+        );
     }
     Ok(())
 }
@@ -131,13 +169,17 @@ async fn bootstrap_admin(store: &SharedStore, hasher: &HashPool, password: Optio
 /// 20 random characters from an unambiguous alphabet (~115 bits).
 pub fn random_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    (0..20).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
+    (0..20)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// The URL without its password, for messages.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://…@{}", &url[..scheme], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
         _ => url.to_owned(),
     }
 }

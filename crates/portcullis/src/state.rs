@@ -35,12 +35,30 @@ pub struct AppState {
 impl AppState {
     /// State for a store and issuer; the verifier trusts the issuer's key
     /// and refuses tokens of users since disabled or deleted.
-    pub fn new(store: SharedStore, issuer: TokenIssuer, hasher: HashPool, settings: Settings) -> Self {
-        let verifier = Verifier::builder(KeySet::new([issuer.key().verify_key()]))
-            .issuer(issuer.issuer())
-            .check(UserStillActive { store: store.clone() })
+    pub fn new(
+        store: SharedStore,
+        issuer: TokenIssuer,
+        hasher: HashPool,
+        settings: Settings,
+    ) -> Self {
+        let mut builder =
+            Verifier::builder(KeySet::new([issuer.key().verify_key()])).issuer(issuer.issuer());
+        // A token must name one of our audiences when we issue with one.
+        for aud in issuer.audience() {
+            builder = builder.audience(aud.clone());
+        }
+        let verifier = builder
+            .check(UserStillActive {
+                store: store.clone(),
+            })
             .build();
-        AppState { store, verifier, issuer, hasher, settings: Arc::new(settings) }
+        AppState {
+            store,
+            verifier,
+            issuer,
+            hasher,
+            settings: Arc::new(settings),
+        }
     }
 }
 

@@ -54,7 +54,9 @@ impl HashPool {
                 })
                 .expect("spawning a hashing thread");
         }
-        let dummy = Arc::new(password::hash("portcullis dummy password for unknown users"));
+        let dummy = Arc::new(password::hash(
+            "portcullis dummy password for unknown users",
+        ));
         HashPool { jobs, dummy }
     }
 
@@ -91,7 +93,11 @@ impl HashPool {
     ///
     /// # Errors
     /// [`Busy`] when the queue is full.
-    pub async fn verify(&self, password: String, stored: Option<StoredHash>) -> Result<Verdict, Busy> {
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<StoredHash>,
+    ) -> Result<Verdict, Busy> {
         let dummy = Arc::clone(&self.dummy);
         self.run(move || match stored {
             Some(hash) => password::verify(&password, &hash),
@@ -132,6 +138,10 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_user_never_verifies() {
         let pool = HashPool::start(1, 4);
-        assert_eq!(pool.verify("portcullis dummy password for unknown users".into(), None).await, Ok(Verdict::Wrong));
+        assert_eq!(
+            pool.verify("portcullis dummy password for unknown users".into(), None)
+                .await,
+            Ok(Verdict::Wrong)
+        );
     }
 }

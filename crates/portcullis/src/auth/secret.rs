@@ -9,7 +9,8 @@ use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretString};
 
 /// How to make a good secret, quoted in every refusal.
-const HOW_TO: &str = "generate one with `openssl rand -hex 32` and set PORTCULLIS_SECRET_KEY (or --secret-key-file)";
+const HOW_TO: &str =
+    "generate one with `openssl rand -hex 32` and set PORTCULLIS_SECRET_KEY (or --secret-key-file)";
 
 /// Shortest secret accepted, in bytes (a 256-bit HMAC key).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -36,9 +37,13 @@ pub fn weakness(secret: &str) -> Option<String> {
     let s = secret.trim();
     let lower = s.to_ascii_lowercase();
     if PUBLISHED.iter().any(|p| lower == *p)
-        || PUBLISHED_ENDS.iter().any(|(a, z)| lower.starts_with(a) && lower.ends_with(z))
+        || PUBLISHED_ENDS
+            .iter()
+            .any(|(a, z)| lower.starts_with(a) && lower.ends_with(z))
     {
-        return Some(format!("the secret key is one published in tutorials, so anyone can forge tokens: {HOW_TO}"));
+        return Some(format!(
+            "the secret key is one published in tutorials, so anyone can forge tokens: {HOW_TO}"
+        ));
     }
     if s.len() < MIN_SECRET_BYTES {
         return Some(format!(
@@ -76,7 +81,10 @@ pub fn load(
         if let Some(why) = weakness(value) {
             bail!("PORTCULLIS_SECRET_KEY refused: {why}");
         }
-        return Ok((SecretString::from(value.trim().to_owned()), Origin::Environment));
+        return Ok((
+            SecretString::from(value.trim().to_owned()),
+            Origin::Environment,
+        ));
     }
     if let Some(path) = file {
         let value = read_secret_file(path)?;
@@ -107,7 +115,8 @@ pub fn path_beside(db: &Path) -> PathBuf {
 }
 
 fn read_secret_file(path: &Path) -> anyhow::Result<String> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading secret key file {}", path.display()))?;
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("reading secret key file {}", path.display()))?;
     Ok(text.trim().to_owned())
 }
 
@@ -139,7 +148,12 @@ mod tests {
 
     #[test]
     fn tutorial_secrets_are_refused_whatever_their_length() {
-        for s in ["your_secret_key", "secret", "changeme", "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7"] {
+        for s in [
+            "your_secret_key",
+            "secret",
+            "changeme",
+            "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7",
+        ] {
             let why = weakness(s).unwrap();
             assert!(why.contains("openssl rand -hex 32"), "{why}");
         }
@@ -166,7 +180,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let (again, origin) = load(None, None, Some(&path)).unwrap();
         assert_eq!(origin, Origin::File(path));

@@ -70,12 +70,24 @@ struct Inner {
 impl TokenIssuer {
     /// An issuer signing with `key`; `audience` may be empty (then no `aud`).
     pub fn new(key: SigningKey, issuer: String, audience: Vec<String>, ttl_secs: u64) -> Self {
-        TokenIssuer { inner: Arc::new(Inner { key, issuer, audience, ttl_secs }) }
+        TokenIssuer {
+            inner: Arc::new(Inner {
+                key,
+                issuer,
+                audience,
+                ttl_secs,
+            }),
+        }
     }
 
     /// The `iss` value.
     pub fn issuer(&self) -> &str {
         &self.inner.issuer
+    }
+
+    /// The `aud` values put in tokens (empty: none).
+    pub fn audience(&self) -> &[String] {
+        &self.inner.audience
     }
 
     /// The signing key.
@@ -108,6 +120,10 @@ impl TokenIssuer {
         header.kid = Some(inner.key.kid.clone());
         let jwt = jsonwebtoken::encode(&header, &claims, &inner.key.key)
             .expect("signing with a key of its own algorithm cannot fail");
-        AccessToken { jwt, jti, expires_in: inner.ttl_secs }
+        AccessToken {
+            jwt,
+            jti,
+            expires_in: inner.ttl_secs,
+        }
     }
 }

@@ -28,7 +28,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(command) => {
             init_tracing(LogFormat::Text, "warn");
-            let store = crate::store::open(&file.database_url(cli.database_url)).await.context("opening database")?;
+            let store = crate::store::open(&file.database_url(cli.database_url))
+                .await
+                .context("opening database")?;
             user::run(command, &store).await
         }
         Command::Migrate => {
@@ -43,8 +45,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn init_tracing(format: LogFormat, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

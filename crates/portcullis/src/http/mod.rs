@@ -62,9 +62,17 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, axum::Json(json!({ "detail": "Not Found" }))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({ "detail": "Not Found" })),
+    )
+        .into_response()
 }
 
 async fn method_not_allowed() -> Response {
-    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(json!({ "detail": "Method Not Allowed" }))).into_response()
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(json!({ "detail": "Method Not Allowed" })),
+    )
+        .into_response()
 }

@@ -23,7 +23,9 @@ use crate::store::User;
 
 /// The token endpoint's routes.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(token)).routes(routes!(login))
+    OpenApiRouter::new()
+        .routes(routes!(token))
+        .routes(routes!(login))
 }
 
 /// The form fields of a token request, for the OpenAPI document.
@@ -59,7 +61,11 @@ pub struct TokenResponse {
 
 /// A token request, by grant type (RFC 6749 §4.3).
 enum Grant<'a> {
-    Password { username: &'a str, password: &'a str, scope: Option<&'a str> },
+    Password {
+        username: &'a str,
+        password: &'a str,
+        scope: Option<&'a str>,
+    },
 }
 
 impl<'a> Grant<'a> {
@@ -73,7 +79,10 @@ impl<'a> Grant<'a> {
             other => Err(ApiError::oauth(
                 StatusCode::BAD_REQUEST,
                 OAuthCode::UnsupportedGrantType,
-                format!("unsupported grant_type {:?}: use \"password\"", truncate(other)),
+                format!(
+                    "unsupported grant_type {:?}: use \"password\"",
+                    truncate(other)
+                ),
             )),
         }
     }
@@ -84,7 +93,11 @@ fn truncate(s: &str) -> String {
 }
 
 fn wrong_credentials() -> ApiError {
-    ApiError::oauth(StatusCode::UNAUTHORIZED, OAuthCode::InvalidGrant, "Incorrect username or password")
+    ApiError::oauth(
+        StatusCode::UNAUTHORIZED,
+        OAuthCode::InvalidGrant,
+        "Incorrect username or password",
+    )
 }
 
 /// Swagger UI's Authorize sends `Authorization: Basic Og==` (empty client
@@ -104,7 +117,11 @@ fn wrong_credentials() -> ApiError {
 #[instrument(skip_all)]
 pub async fn token(State(state): State<AppState>, form: OAuthForm) -> ApiResult<Response> {
     match Grant::from_form(&form)? {
-        Grant::Password { username, password, scope } => password_grant(&state, username, password, scope).await,
+        Grant::Password {
+            username,
+            password,
+            scope,
+        } => password_grant(&state, username, password, scope).await,
     }
 }
 
@@ -123,7 +140,12 @@ pub async fn login(state: State<AppState>, form: OAuthForm) -> ApiResult<Respons
     token(state, form).await
 }
 
-async fn password_grant(state: &AppState, username: &str, password: &str, scope: Option<&str>) -> ApiResult<Response> {
+async fn password_grant(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    scope: Option<&str>,
+) -> ApiResult<Response> {
     let requested = Scopes::parse(scope.unwrap_or_default())
         .map_err(|e| ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidScope, e.0))?;
     let user = state.store.user_by_key(&Username::key_of(username)).await?;
@@ -133,7 +155,11 @@ async fn password_grant(state: &AppState, username: &str, password: &str, scope:
         return Err(wrong_credentials());
     };
     if user.disabled {
-        return Err(ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidGrant, "Inactive user"));
+        return Err(ApiError::oauth(
+            StatusCode::BAD_REQUEST,
+            OAuthCode::InvalidGrant,
+            "Inactive user",
+        ));
     }
     if rehash {
         upgrade_hash_later(state, &user, password);
@@ -154,9 +180,15 @@ async fn password_grant(state: &AppState, username: &str, password: &str, scope:
 /// off the request path so the login is not slowed by a second hash.
 fn upgrade_hash_later(state: &AppState, user: &User, password: &str) {
     let (store, hasher) = (state.store.clone(), state.hasher.clone());
-    let (key, old, password) = (Username::key_of(&user.username), user.password_hash.clone(), password.to_owned());
+    let (key, old, password) = (
+        Username::key_of(&user.username),
+        user.password_hash.clone(),
+        password.to_owned(),
+    );
     tokio::spawn(async move {
-        let Ok(new) = hasher.hash(password).await else { return };
+        let Ok(new) = hasher.hash(password).await else {
+            return;
+        };
         let now = crate::clock::unix_now() as i64;
         match store.upgrade_password_hash(&key, &old, &new, now).await {
             Ok(true) => tracing::info!("password hash upgraded to argon2id"),

@@ -17,7 +17,9 @@ use crate::store::User;
 
 /// The profile routes.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(me)).routes(routes!(current_user))
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(current_user))
 }
 
 /// A user as the API shows it: never the password hash.
@@ -58,9 +60,16 @@ impl From<&User> for Profile {
 )]
 #[instrument(skip_all)]
 pub async fn me(State(state): State<AppState>, user: Authenticated) -> ApiResult<Json<Profile>> {
-    let found = state.store.user_by_key(&Username::key_of(user.subject())).await?;
+    let found = state
+        .store
+        .user_by_key(&Username::key_of(user.subject()))
+        .await?;
     // The token check passed a moment ago; the user may have been deleted since.
-    let found = found.ok_or_else(|| ApiError::Token(portcullis_verify::TokenError::invalid("user no longer exists")))?;
+    let found = found.ok_or_else(|| {
+        ApiError::Token(portcullis_verify::TokenError::invalid(
+            "user no longer exists",
+        ))
+    })?;
     Ok(Json(Profile::from(&found)))
 }
 

@@ -91,8 +91,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces `old` by `new` only if the stored hash is still `old`, so an
     /// upgrade after login never undoes a password change made meanwhile.
-    async fn upgrade_password_hash(&self, key: &str, old: &StoredHash, new: &StoredHash, now: i64)
-    -> StoreResult<bool>;
+    async fn upgrade_password_hash(
+        &self,
+        key: &str,
+        old: &StoredHash,
+        new: &StoredHash,
+        now: i64,
+    ) -> StoreResult<bool>;
 
     /// Disables or enables a user; `false` when there is no such user.
     async fn set_disabled(&self, key: &str, disabled: bool, now: i64) -> StoreResult<bool>;

@@ -5,7 +5,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 
 use super::{NewUser, Store, StoreError, StoreResult, User};
@@ -31,7 +33,10 @@ impl SqliteStore {
             .foreign_keys(true)
             // The CLI may write while the server runs: wait for its lock.
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore { pool })
     }
@@ -76,7 +81,9 @@ impl Store for SqliteStore {
     }
 
     async fn count_users(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("select count(*) from users").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("select count(*) from users")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn insert_user(&self, user: &NewUser, now: i64) -> StoreResult<()> {
@@ -121,12 +128,14 @@ impl Store for SqliteStore {
     }
 
     async fn set_password_hash(&self, key: &str, hash: &StoredHash, now: i64) -> StoreResult<bool> {
-        let done = sqlx::query("update users set password_hash = $1, updated_at = $2 where username_key = $3")
-            .bind(hash.expose())
-            .bind(now)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "update users set password_hash = $1, updated_at = $2 where username_key = $3",
+        )
+        .bind(hash.expose())
+        .bind(now)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -150,17 +159,21 @@ impl Store for SqliteStore {
     }
 
     async fn set_disabled(&self, key: &str, disabled: bool, now: i64) -> StoreResult<bool> {
-        let done = sqlx::query("update users set disabled = $1, updated_at = $2 where username_key = $3")
-            .bind(disabled)
-            .bind(now)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("update users set disabled = $1, updated_at = $2 where username_key = $3")
+                .bind(disabled)
+                .bind(now)
+                .bind(key)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn delete_user(&self, key: &str) -> StoreResult<bool> {
-        let done = sqlx::query("delete from users where username_key = $1").bind(key).execute(&self.pool).await?;
+        let done = sqlx::query("delete from users where username_key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 }

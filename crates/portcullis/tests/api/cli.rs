@@ -1,0 +1,319 @@
+//! `portcullis user …` on the same database as a running server.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+use serde_json::Value;
+
+use crate::helpers::{ADMIN_PASSWORD, client, command, serve};
+
+fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = command(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+async fn login(url: &str, username: &str, password: &str) -> u16 {
+    client()
+        .post(format!("{url}/token"))
+        .form(&[("username", username), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn server(dir: &Path) -> crate::helpers::Process {
+    let mut cmd = command(dir);
+    cmd.env("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD);
+    serve(cmd, dir)
+}
+
+#[tokio::test]
+async fn a_user_added_by_the_cli_logs_in_over_http_while_the_server_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path());
+
+    let out = cli(
+        dir.path(),
+        &[
+            "user",
+            "add",
+            "grace",
+            "--email",
+            "grace@example.com",
+            "--scopes",
+            "items me",
+            "--password-stdin",
+        ],
+        Some("graces-password-1\n"),
+    );
+
+    ok(&out);
+    assert_eq!(login(&server.url, "grace", "graces-password-1").await, 200);
+    assert_eq!(login(&server.url, "grace", "graces-password-2").await, 401);
+}
+
+#[tokio::test]
+async fn disable_enable_passwd_and_delete_take_effect_on_the_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path());
+    ok(&cli(
+        dir.path(),
+        &["user", "add", "heidi", "--password-stdin"],
+        Some("heidis-password-1\n"),
+    ));
+
+    ok(&cli(dir.path(), &["user", "disable", "heidi"], None));
+    assert_eq!(login(&server.url, "heidi", "heidis-password-1").await, 400);
+
+    ok(&cli(dir.path(), &["user", "enable", "HEIDI"], None));
+    assert_eq!(login(&server.url, "heidi", "heidis-password-1").await, 200);
+
+    ok(&cli(
+        dir.path(),
+        &["user", "passwd", "heidi", "--password-stdin"],
+        Some("heidis-new-password\n"),
+    ));
+    assert_eq!(login(&server.url, "heidi", "heidis-password-1").await, 401);
+    assert_eq!(
+        login(&server.url, "heidi", "heidis-new-password").await,
+        200
+    );
+
+    ok(&cli(dir.path(), &["user", "delete", "heidi"], None));
+    assert_eq!(
+        login(&server.url, "heidi", "heidis-new-password").await,
+        401
+    );
+}
+
+#[test]
+fn user_list_json_prints_profiles_without_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&cli(
+        dir.path(),
+        &[
+            "user",
+            "add",
+            "ivan",
+            "--admin",
+            "--full-name",
+            "Ivan I",
+            "--password-stdin",
+        ],
+        Some("ivans-password-1\n"),
+    ));
+
+    let out = ok(&cli(dir.path(), &["user", "list", "--json"], None));
+
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        list,
+        serde_json::json!([{"username": "ivan", "email": null, "full_name": "Ivan I", "disabled": false, "scopes": ["admin"]}])
+    );
+    assert!(!out.contains("argon2"));
+    let table = ok(&cli(dir.path(), &["user", "list"], None));
+    assert!(table.contains("ivan") && table.contains("USERNAME"));
+}
+
+#[test]
+fn bad_passwords_names_and_duplicates_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&cli(
+        dir.path(),
+        &["user", "add", "Judy", "--password-stdin"],
+        Some("judys-password-1\n"),
+    ));
+
+    let cases = [
+        (
+            vec!["user", "add", "judy", "--password-stdin"],
+            "judys-password-2\n",
+            "already exists",
+        ),
+        (
+            vec!["user", "add", "ｊｕｄｙ", "--password-stdin"],
+            "judys-password-2\n",
+            "already exists",
+        ),
+        (
+            vec!["user", "add", "kim", "--password-stdin"],
+            "short\n",
+            "at least 8",
+        ),
+        (
+            vec!["user", "add", "kim", "--password-stdin"],
+            "password123\n",
+            "too common",
+        ),
+        (
+            vec!["user", "add", "kim lee", "--password-stdin"],
+            "kims-password-1\n",
+            "spaces",
+        ),
+        (
+            vec!["user", "passwd", "nobody", "--password-stdin"],
+            "nobodys-password\n",
+            "no user",
+        ),
+    ];
+    for (args, stdin, reason) in cases {
+        let out = cli(dir.path(), &args, Some(stdin));
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(reason), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains(stdin.trim()) || stdin.trim().len() < 8,
+            "the password is not echoed: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn without_a_terminal_the_cli_asks_for_password_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let out = cli(dir.path(), &["user", "add", "leo"], None);
+
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--password-stdin"));
+}
+
+/// A passlib-style hash made by Python's `bcrypt` (what passlib calls).
+fn python_bcrypt_hash(password: &str) -> String {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import bcrypt,sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(rounds=12)).decode())", password])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "python bcrypt: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn imported_tutorial_users_log_in_with_their_old_passwords_and_get_argon2id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path());
+    let fresh = python_bcrypt_hash("migrated-password-1");
+    assert!(fresh.starts_with("$2b$12$"));
+    let db = serde_json::json!({
+        "johndoe": {
+            "username": "johndoe", "full_name": "John Doe", "email": "johndoe@example.com",
+            // The FastAPI tutorial's own fake_users_db entry: password "secret".
+            "hashed_password": "$2b$12$EixZaYVK1fsbw1ZfbX3OXePaWxn96p36WQoeG6Lruj3vjPGga31lW", "disabled": false
+        },
+        "mallory": { "username": "mallory", "hashed_password": fresh },
+        "olivia": { "username": "olivia", "hashed_password": python_bcrypt_hash("olivias-password"), "disabled": true },
+    });
+    let file = dir.path().join("fake_users_db.json");
+    std::fs::write(&file, db.to_string()).unwrap();
+
+    let out = ok(&cli(
+        dir.path(),
+        &["user", "import", file.to_str().unwrap()],
+        None,
+    ));
+
+    assert!(out.contains("imported 3"), "{out}");
+    assert_eq!(login(&server.url, "johndoe", "secret").await, 200);
+    assert_eq!(
+        login(&server.url, "mallory", "migrated-password-1").await,
+        200
+    );
+    assert_eq!(
+        login(&server.url, "olivia", "olivias-password").await,
+        400,
+        "imported as disabled"
+    );
+    let hash_of = |name: &str| {
+        let db = dir.path().join("portcullis.db");
+        let out = std::process::Command::new("python3")
+            .args(["-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select password_hash from users where username=?', (sys.argv[2],)).fetchone()[0])"])
+            .arg(&db)
+            .arg(name)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut upgraded = false;
+    for _ in 0..100 {
+        if hash_of("mallory").starts_with("$argon2id$")
+            && hash_of("johndoe").starts_with("$argon2id$")
+        {
+            upgraded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(upgraded, "hashes were not upgraded to argon2id");
+    assert!(
+        hash_of("olivia").starts_with("$2b$"),
+        "a failed (inactive) login upgrades nothing"
+    );
+    assert_eq!(
+        login(&server.url, "mallory", "migrated-password-1").await,
+        200
+    );
+
+    let again = ok(&cli(
+        dir.path(),
+        &["user", "import", file.to_str().unwrap()],
+        None,
+    ));
+    assert!(
+        again.contains("imported 0") && again.contains("skipped 3"),
+        "{again}"
+    );
+}
+
+#[test]
+fn an_import_with_a_bad_entry_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("db.json");
+    std::fs::write(
+        &file,
+        r#"{"a": {"username": "anna", "hashed_password": "$2b$12$EixZaYVK1fsbw1ZfbX3OXePaWxn96p36WQoeG6Lruj3vjPGga31lW"},
+            "b": {"username": "bob", "hashed_password": "plaintext-oops"}}"#,
+    )
+    .unwrap();
+
+    let out = cli(
+        dir.path(),
+        &["user", "import", file.to_str().unwrap()],
+        None,
+    );
+
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("\"b\"") && !stderr.contains("plaintext-oops"),
+        "{stderr}"
+    );
+    let list = ok(&cli(dir.path(), &["user", "list", "--json"], None));
+    assert_eq!(list.trim(), "[]");
+}

@@ -1,0 +1,230 @@
+//! `spawn_app()`: the real server on port 0 with a fresh SQLite file, and a
+//! client that talks HTTP to it. Also helpers to run the real binary.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use jsonwebtoken::{EncodingKey, Header};
+use portcullis::auth::password;
+use portcullis::cli::LogFormat;
+use portcullis::config::ServeConfig;
+use portcullis::domain::{Scopes, Username};
+use portcullis::server::Server;
+use portcullis::state::AppState;
+use portcullis::store::NewUser;
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
+pub const ADMIN_PASSWORD: &str = "admin-test-password-42";
+
+pub struct TestApp {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub config: ServeConfig,
+    /// Kept so the database outlives the test.
+    pub _dir: TempDir,
+}
+
+pub fn test_config(dir: &Path) -> ServeConfig {
+    ServeConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}", dir.join("portcullis.db").display()),
+        allow_registration: false,
+        log_format: LogFormat::Text,
+        secret_key: Some(SECRET.into()),
+        secret_key_file: None,
+        issuer: "http://portcullis.test".into(),
+        audience: vec![],
+        access_token_ttl: Duration::from_secs(900),
+        bootstrap_admin_password: Some(ADMIN_PASSWORD.into()),
+        hash_threads: 2,
+        hash_queue: 64,
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+pub async fn spawn_with(change: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    change(&mut config);
+    let server = Server::build(&config).await.expect("server starts");
+    let addr: SocketAddr = server.local_addr().unwrap();
+    let state = server.state().clone();
+    tokio::spawn(server.run());
+    TestApp {
+        url: format!("http://{addr}"),
+        client: client(),
+        state,
+        config,
+        _dir: dir,
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+impl TestApp {
+    pub async fn post_form(&self, path: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/token", self.url))
+            .form(&[("username", username), ("password", password)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn access_token(&self, username: &str, password: &str) -> String {
+        let response = self.login(username, password).await;
+        assert_eq!(response.status(), 200, "login of {username} failed");
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get(&self, path: &str, authorization: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(format!("{}{path}", self.url));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn me(&self, token: &str) -> reqwest::Response {
+        self.get("/users/me", Some(&format!("Bearer {token}")))
+            .await
+    }
+
+    pub async fn add_user(&self, name: &str, password: &str, scopes: &str) {
+        let user = NewUser {
+            username: Username::parse(name).unwrap(),
+            email: Some(format!("{name}@example.com")),
+            full_name: None,
+            scopes: Scopes::parse(scopes).unwrap(),
+            disabled: false,
+            password_hash: password::hash(password),
+        };
+        self.state.store.insert_user(&user, 0).await.unwrap();
+    }
+
+    /// Signs arbitrary claims with `key`, as an attacker (or a test) would.
+    pub fn forge(&self, header: &Header, claims: &Value, key: &[u8]) -> String {
+        jsonwebtoken::encode(header, claims, &EncodingKey::from_secret(key)).unwrap()
+    }
+}
+
+/// Decodes a JWT part without verifying it.
+pub fn jwt_part(token: &str, index: usize) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(index).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+pub fn now() -> u64 {
+    portcullis::clock::unix_now()
+}
+
+/// The `portcullis` binary built for these tests.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_portcullis"))
+}
+
+/// A `portcullis` command in `dir`, with no PORTCULLIS_* from the outside.
+pub fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.current_dir(dir).env_remove("RUST_LOG");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PORTCULLIS_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// A server process; killed on drop.
+pub struct Process {
+    pub child: Child,
+    pub url: String,
+    pub stdout_first_lines: Vec<String>,
+    pub stderr_path: PathBuf,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+/// Starts `portcullis serve --bind 127.0.0.1:0` and waits for its address.
+pub fn serve(mut cmd: Command, log_dir: &Path) -> Process {
+    cmd.args(["serve", "--bind", "127.0.0.1:0"]);
+    serve_prepared(cmd, log_dir)
+}
+
+/// Starts a command whose arguments already say `serve …`.
+pub fn serve_prepared(mut cmd: Command, log_dir: &Path) -> Process {
+    use std::io::{BufRead, BufReader};
+    let stderr_path = log_dir.join(format!("stderr-{}.log", rand_suffix()));
+    let stderr = std::fs::File::create(&stderr_path).unwrap();
+    let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut first = Vec::new();
+    let url = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(url) = line.strip_prefix("portcullis listening on ") {
+                    break url.to_owned();
+                }
+                first.push(line);
+            }
+            _ => {
+                let _ = child.wait();
+                panic!(
+                    "server exited before listening: {}",
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                );
+            }
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Process {
+        child,
+        url,
+        stdout_first_lines: first,
+        stderr_path,
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
