@@ -112,10 +112,7 @@ impl Claims {
             }
         }
         if !want.audiences.is_empty() {
-            let ok = self
-                .aud
-                .as_ref()
-                .is_some_and(|aud| want.audiences.iter().any(|w| aud.contains(w)));
+            let ok = self.aud.as_ref().is_some_and(|aud| want.audiences.iter().any(|w| aud.contains(w)));
             if !ok {
                 return Err(TokenError::invalid("token is meant for another audience"));
             }
@@ -151,10 +148,7 @@ mod tests {
 
     #[test]
     fn leeway_tolerates_small_clock_skew_both_ways() {
-        let want = Expectations {
-            leeway: 30,
-            ..Default::default()
-        };
+        let want = Expectations { leeway: 30, ..Default::default() };
         assert!(claims().validate(2_010, &want).is_ok());
         assert!(claims().validate(980, &want).is_ok());
         assert!(claims().validate(2_030, &want).is_err());
@@ -167,10 +161,7 @@ mod tests {
 
     #[test]
     fn a_configured_audience_must_be_named_by_the_token() {
-        let want = Expectations {
-            audiences: vec!["api".into()],
-            ..Default::default()
-        };
+        let want = Expectations { audiences: vec!["api".into()], ..Default::default() };
         assert!(claims().validate(1_500, &want).is_err());
         let mut c = claims();
         c.aud = Some(Audience::Many(vec!["other".into(), "api".into()]));
@@ -179,10 +170,7 @@ mod tests {
 
     #[test]
     fn a_wrong_issuer_is_refused() {
-        let want = Expectations {
-            issuer: Some("https://other".into()),
-            ..Default::default()
-        };
+        let want = Expectations { issuer: Some("https://other".into()), ..Default::default() };
         assert!(claims().validate(1_500, &want).is_err());
     }
 

@@ -43,14 +43,12 @@ impl TokenError {
     pub fn www_authenticate(&self) -> Option<String> {
         match self {
             TokenError::Missing => Some("Bearer".to_owned()),
-            TokenError::Invalid(reason) => Some(format!(
-                "Bearer error=\"invalid_token\", error_description=\"{}\"",
-                quoted(reason)
-            )),
-            TokenError::InsufficientScope(scope) => Some(format!(
-                "Bearer error=\"insufficient_scope\", scope=\"{}\"",
-                quoted(scope)
-            )),
+            TokenError::Invalid(reason) => {
+                Some(format!("Bearer error=\"invalid_token\", error_description=\"{}\"", quoted(reason)))
+            }
+            TokenError::InsufficientScope(scope) => {
+                Some(format!("Bearer error=\"insufficient_scope\", scope=\"{}\"", quoted(scope)))
+            }
             TokenError::Unavailable(_) => None,
         }
     }
@@ -82,15 +80,11 @@ impl IntoResponse for TokenError {
         let mut response = (self.status_code(), axum::Json(body)).into_response();
         if let Some(value) = self.www_authenticate() {
             if let Ok(value) = HeaderValue::from_str(&value) {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, value);
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
             }
         }
         if matches!(self, TokenError::Unavailable(_)) {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -108,22 +102,14 @@ mod tests {
 
     #[test]
     fn a_quote_in_a_reason_cannot_break_the_header() {
-        let h = TokenError::invalid("bad \"x\"\n")
-            .www_authenticate()
-            .unwrap();
-        assert_eq!(
-            h,
-            "Bearer error=\"invalid_token\", error_description=\"bad 'x'\""
-        );
+        let h = TokenError::invalid("bad \"x\"\n").www_authenticate().unwrap();
+        assert_eq!(h, "Bearer error=\"invalid_token\", error_description=\"bad 'x'\"");
     }
 
     #[test]
     fn insufficient_scope_is_forbidden_and_names_the_scope() {
         let e = TokenError::InsufficientScope("admin".into());
         assert_eq!(e.status_code(), StatusCode::FORBIDDEN);
-        assert_eq!(
-            e.www_authenticate().unwrap(),
-            "Bearer error=\"insufficient_scope\", scope=\"admin\""
-        );
+        assert_eq!(e.www_authenticate().unwrap(), "Bearer error=\"insufficient_scope\", scope=\"admin\"");
     }
 }

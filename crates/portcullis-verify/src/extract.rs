@@ -60,18 +60,13 @@ impl Authenticated {
 /// Seconds since the Unix epoch: the one place the verifier reads the clock.
 #[allow(clippy::disallowed_methods)]
 pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The token of an `Authorization: Bearer <token>` header. The scheme is
 /// case-insensitive (RFC 7235), as FastAPI's `OAuth2PasswordBearer` has it.
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, TokenError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(TokenError::Missing)?;
+    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(TokenError::Missing)?;
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(TokenError::Missing);
@@ -83,15 +78,10 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, TokenError> {
     Ok(token)
 }
 
-async fn authenticate(
-    verifier: &Verifier,
-    headers: &HeaderMap,
-) -> Result<Authenticated, TokenError> {
+async fn authenticate(verifier: &Verifier, headers: &HeaderMap) -> Result<Authenticated, TokenError> {
     let token = bearer_token(headers)?;
     let claims = verifier.authenticate(token, unix_now()).await?;
-    Ok(Authenticated {
-        claims: Arc::new(claims),
-    })
+    Ok(Authenticated { claims: Arc::new(claims) })
 }
 
 impl<S> FromRequestParts<S> for Authenticated
@@ -122,10 +112,7 @@ where
 {
     type Rejection = TokenError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &S,
-    ) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, Self::Rejection> {
         match <Self as FromRequestParts<S>>::from_request_parts(parts, state).await {
             Ok(user) => Ok(Some(user)),
             Err(TokenError::Missing) => Ok(None),
@@ -160,10 +147,7 @@ impl RequireScopes {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        RequireScopes {
-            verifier,
-            scopes: scopes.into_iter().map(Into::into).collect(),
-        }
+        RequireScopes { verifier, scopes: scopes.into_iter().map(Into::into).collect() }
     }
 }
 
@@ -171,10 +155,7 @@ impl<I> Layer<I> for RequireScopes {
     type Service = RequireScopesService<I>;
 
     fn layer(&self, inner: I) -> Self::Service {
-        RequireScopesService {
-            guard: self.clone(),
-            inner,
-        }
+        RequireScopesService { guard: self.clone(), inner }
     }
 }
 

@@ -30,21 +30,14 @@ pub struct VerifyKey {
 impl fmt::Debug for VerifyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The key itself may be a shared secret: never print it.
-        f.debug_struct("VerifyKey")
-            .field("kid", &self.kid)
-            .field("algorithm", &self.algorithm)
-            .finish_non_exhaustive()
+        f.debug_struct("VerifyKey").field("kid", &self.kid).field("algorithm", &self.algorithm).finish_non_exhaustive()
     }
 }
 
 impl VerifyKey {
     /// A key with its id and pinned algorithm.
     pub fn new(kid: impl Into<String>, algorithm: Algorithm, key: DecodingKey) -> Self {
-        VerifyKey {
-            kid: kid.into(),
-            algorithm,
-            key,
-        }
+        VerifyKey { kid: kid.into(), algorithm, key }
     }
 
     /// An HS256 key: the secret's bytes as written, as in the FastAPI
@@ -73,9 +66,7 @@ pub struct KeySet {
 impl KeySet {
     /// A set of these keys.
     pub fn new(keys: impl IntoIterator<Item = VerifyKey>) -> Self {
-        KeySet {
-            keys: keys.into_iter().map(|k| (k.kid.clone(), k)).collect(),
-        }
+        KeySet { keys: keys.into_iter().map(|k| (k.kid.clone(), k)).collect() }
     }
 
     /// Number of keys.
@@ -180,39 +171,25 @@ impl VerifierBuilder {
     /// The verifier.
     pub fn build(self) -> Verifier {
         Verifier {
-            inner: Arc::new(Inner {
-                keys: RwLock::new(Arc::new(self.keys)),
-                expect: self.expect,
-                check: self.check,
-            }),
+            inner: Arc::new(Inner { keys: RwLock::new(Arc::new(self.keys)), expect: self.expect, check: self.check }),
         }
     }
 }
 
 /// The media type RFC 9068 §2.1 gives access tokens, short and long forms.
 fn is_access_token_type(typ: Option<&str>) -> bool {
-    typ.is_some_and(|t| {
-        t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
-    })
+    typ.is_some_and(|t| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt"))
 }
 
 impl Verifier {
     /// Starts a verifier that accepts tokens signed by these keys.
     pub fn builder(keys: KeySet) -> VerifierBuilder {
-        VerifierBuilder {
-            keys,
-            expect: Expectations::default(),
-            check: None,
-        }
+        VerifierBuilder { keys, expect: Expectations::default(), check: None }
     }
 
     /// The current key set.
     pub fn keys(&self) -> Arc<KeySet> {
-        self.inner
-            .keys
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.inner.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Replaces the key set; requests in flight finish with the old one.
@@ -226,21 +203,16 @@ impl Verifier {
     /// # Errors
     /// [`TokenError::Invalid`] saying what is wrong (never echoing the token).
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| TokenError::invalid("malformed token"))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::invalid("malformed token"))?;
         if !is_access_token_type(header.typ.as_deref()) {
-            return Err(TokenError::invalid(
-                "not an access token (typ must be at+jwt)",
-            ));
+            return Err(TokenError::invalid("not an access token (typ must be at+jwt)"));
         }
         let keys = self.keys();
         let key = keys
             .find(header.kid.as_deref())
             .ok_or_else(|| TokenError::invalid("token is signed with an unknown key"))?;
         if header.alg != key.algorithm {
-            return Err(TokenError::invalid(
-                "token algorithm does not match its key",
-            ));
+            return Err(TokenError::invalid("token algorithm does not match its key"));
         }
         let mut validation = Validation::new(key.algorithm);
         // Lifetime, issuer and audience are checked below with the caller's clock.
@@ -252,9 +224,7 @@ impl Verifier {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
                 ErrorKind::InvalidSignature => TokenError::invalid("bad signature"),
-                ErrorKind::Json(_)
-                | ErrorKind::MissingRequiredClaim(_)
-                | ErrorKind::InvalidClaimFormat(_) => {
+                ErrorKind::Json(_) | ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) => {
                     TokenError::invalid("token claims are missing or malformed")
                 }
                 _ => TokenError::invalid("malformed token"),

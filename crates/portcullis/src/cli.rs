@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::auth::keys::KeyAlgorithm;
+
 /// portcullis: an OAuth2 password-grant authentication server.
 #[derive(Debug, Parser)]
 #[command(name = "portcullis", version, about, propagate_version = true)]
@@ -16,13 +18,12 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Database URL: sqlite://FILE (default sqlite://portcullis.db) or postgres://…
-    #[arg(
-        long,
-        env = "PORTCULLIS_DATABASE_URL",
-        global = true,
-        value_name = "URL"
-    )]
+    #[arg(long, env = "PORTCULLIS_DATABASE_URL", global = true, value_name = "URL")]
     pub database_url: Option<String>,
+
+    /// File holding the secret key (instead of PORTCULLIS_SECRET_KEY).
+    #[arg(long, env = "PORTCULLIS_SECRET_KEY_FILE", global = true, value_name = "FILE")]
+    pub secret_key_file: Option<PathBuf>,
 
     /// What to do.
     #[command(subcommand)]
@@ -39,6 +40,35 @@ pub enum Command {
     User(UserCommand),
     /// Create the database and apply pending migrations.
     Migrate,
+    /// List or rotate signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Inspect tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `portcullis keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Show each signing key and its state.
+    List,
+    /// Make a new signing key; running servers switch to it within 5 seconds.
+    Rotate {
+        /// Algorithm of the new key [default: the current key's].
+        #[arg(long, value_enum)]
+        algorithm: Option<KeyAlgorithm>,
+    },
+}
+
+/// `portcullis token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Verify a token with the server's keys and print its claims, or why it is refused.
+    Decode {
+        /// The JWT.
+        jwt: String,
+    },
 }
 
 /// Output format of the server log.
@@ -67,26 +97,26 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
 
-    /// File holding the signing secret (instead of PORTCULLIS_SECRET_KEY).
-    #[arg(long, env = "PORTCULLIS_SECRET_KEY_FILE", value_name = "FILE")]
-    pub secret_key_file: Option<PathBuf>,
-
     /// The `iss` of issued tokens: this server's public URL [default: http://BIND].
     #[arg(long, env = "PORTCULLIS_ISSUER", value_name = "URL")]
     pub issuer: Option<String>,
 
     /// Put `aud` in tokens (repeat, or comma-separate, for several).
-    #[arg(
-        long,
-        env = "PORTCULLIS_AUDIENCE",
-        value_delimiter = ',',
-        value_name = "AUD"
-    )]
+    #[arg(long, env = "PORTCULLIS_AUDIENCE", value_delimiter = ',', value_name = "AUD")]
     pub audience: Vec<String>,
 
     /// Access-token lifetime, e.g. 15m, 1h [default: 15m].
     #[arg(long, env = "PORTCULLIS_ACCESS_TOKEN_TTL", value_name = "DURATION")]
     pub access_token_ttl: Option<String>,
+
+    /// Refresh-token lifetime, e.g. 14d [default: 14d].
+    #[arg(long, env = "PORTCULLIS_REFRESH_TOKEN_TTL", value_name = "DURATION")]
+    pub refresh_token_ttl: Option<String>,
+
+    /// Algorithm of the first signing key of a new database [default: HS256];
+    /// later changes go through `keys rotate --algorithm`.
+    #[arg(long, env = "PORTCULLIS_ALGORITHM", value_enum)]
+    pub algorithm: Option<KeyAlgorithm>,
 }
 
 /// `portcullis user …`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::cli::{LogFormat, ServeArgs};
+use crate::cli::{KeyAlgorithm, LogFormat, ServeArgs};
 
 /// The database used when none is named.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://portcullis.db";
@@ -27,6 +27,8 @@ pub struct FileConfig {
     issuer: Option<String>,
     audience: Option<Vec<String>>,
     access_token_ttl: Option<String>,
+    refresh_token_ttl: Option<String>,
+    algorithm: Option<String>,
 }
 
 impl FileConfig {
@@ -38,16 +40,18 @@ impl FileConfig {
         let Some(path) = path else {
             return Ok(FileConfig::default());
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// The secret key file: flag or env first, then the file.
+    pub fn secret_key_file(&self, from_cli: Option<PathBuf>) -> Option<PathBuf> {
+        from_cli.or_else(|| self.secret_key_file.clone())
     }
 
     /// The database URL: flag or env first, then the file, then the default.
     pub fn database_url(&self, from_cli: Option<String>) -> String {
-        from_cli
-            .or_else(|| self.database_url.clone())
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+        from_cli.or_else(|| self.database_url.clone()).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
     }
 }
 
@@ -72,6 +76,10 @@ pub struct ServeConfig {
     pub audience: Vec<String>,
     /// Access-token lifetime.
     pub access_token_ttl: Duration,
+    /// Refresh-token lifetime.
+    pub refresh_token_ttl: Duration,
+    /// Algorithm of the first signing key of a new database.
+    pub algorithm: KeyAlgorithm,
     /// Password of the first `admin`, from `PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD`.
     pub bootstrap_admin_password: Option<String>,
     /// Password-hashing threads.
@@ -89,29 +97,35 @@ impl ServeConfig {
     pub fn resolve(
         args: ServeArgs,
         database_url: Option<String>,
+        secret_key_file: Option<PathBuf>,
         file: FileConfig,
     ) -> anyhow::Result<Self> {
         let bind = match args.bind.or(file.bind) {
             Some(bind) => bind,
-            None => DEFAULT_BIND
-                .parse()
-                .expect("the default bind address parses"),
+            None => DEFAULT_BIND.parse().expect("the default bind address parses"),
         };
         let ttl_text = args.access_token_ttl.or(file.access_token_ttl.clone());
         let access_token_ttl = match ttl_text {
             Some(text) => parse_duration(&text).context("access_token_ttl")?,
             None => Duration::from_secs(15 * 60),
         };
-        if access_token_ttl < Duration::from_secs(10)
-            || access_token_ttl > Duration::from_secs(24 * 3600)
-        {
+        if access_token_ttl < Duration::from_secs(10) || access_token_ttl > Duration::from_secs(24 * 3600) {
             bail!("access_token_ttl must be between 10s and 24h");
         }
-        let audience = if args.audience.is_empty() {
-            file.audience.clone().unwrap_or_default()
-        } else {
-            args.audience
+        let refresh_token_ttl = match args.refresh_token_ttl.or(file.refresh_token_ttl.clone()) {
+            Some(text) => parse_duration(&text).context("refresh_token_ttl")?,
+            None => Duration::from_secs(14 * 86400),
         };
+        if refresh_token_ttl < access_token_ttl {
+            bail!("refresh_token_ttl must not be shorter than access_token_ttl");
+        }
+        let algorithm = match (args.algorithm, file.algorithm.as_deref()) {
+            (Some(a), _) => a,
+            (None, Some(name)) => KeyAlgorithm::parse(name)
+                .with_context(|| format!("algorithm {name:?}: use HS256, EdDSA, ES256 or RS256"))?,
+            (None, None) => KeyAlgorithm::Hs256,
+        };
+        let audience = if args.audience.is_empty() { file.audience.clone().unwrap_or_default() } else { args.audience };
         let issuer = args
             .issuer
             .or(file.issuer.clone())
@@ -121,25 +135,15 @@ impl ServeConfig {
         Ok(ServeConfig {
             bind,
             database_url: file.database_url(database_url),
-            allow_registration: args
-                .allow_registration
-                .or(file.allow_registration)
-                .unwrap_or(false),
-            log_format: args
-                .log_format
-                .or(file.log_format)
-                .unwrap_or(LogFormat::Text),
-            secret_key: std::env::var("PORTCULLIS_SECRET_KEY")
-                .ok()
-                .filter(|s| !s.is_empty()),
-            secret_key_file: args.secret_key_file.or(file.secret_key_file),
+            allow_registration: args.allow_registration.or(file.allow_registration).unwrap_or(false),
+            log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+            secret_key: std::env::var("PORTCULLIS_SECRET_KEY").ok().filter(|s| !s.is_empty()),
+            secret_key_file: secret_key_file.or(file.secret_key_file.clone()),
             issuer,
-            audience: audience
-                .into_iter()
-                .map(|a| a.trim().to_owned())
-                .filter(|a| !a.is_empty())
-                .collect(),
+            audience: audience.into_iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect(),
             access_token_ttl,
+            refresh_token_ttl,
+            algorithm,
             bootstrap_admin_password: std::env::var("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD")
                 .ok()
                 .filter(|s| !s.is_empty()),
@@ -173,22 +177,20 @@ mod tests {
             bind: None,
             allow_registration: None,
             log_format: None,
-            secret_key_file: None,
             issuer: None,
             audience: vec![],
             access_token_ttl: None,
+            refresh_token_ttl: None,
+            algorithm: None,
         }
     }
 
     #[test]
     fn a_flag_wins_over_the_file_and_the_file_over_the_default() {
-        let file: FileConfig =
-            toml::from_str("bind = \"127.0.0.1:9000\"\naccess_token_ttl = \"30m\"").unwrap();
+        let file: FileConfig = toml::from_str("bind = \"127.0.0.1:9000\"\naccess_token_ttl = \"30m\"").unwrap();
         let config = ServeConfig::resolve(
-            ServeArgs {
-                bind: Some("127.0.0.1:7000".parse().unwrap()),
-                ..args()
-            },
+            ServeArgs { bind: Some("127.0.0.1:7000".parse().unwrap()), ..args() },
+            None,
             None,
             file,
         )
@@ -206,17 +208,14 @@ mod tests {
     #[test]
     fn durations_take_units_or_seconds() {
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(
-            parse_duration("14d").unwrap(),
-            Duration::from_secs(14 * 86400)
-        );
+        assert_eq!(parse_duration("14d").unwrap(), Duration::from_secs(14 * 86400));
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert!(parse_duration("soon").is_err());
     }
 
     #[test]
     fn the_issuer_defaults_to_the_bind_address() {
-        let config = ServeConfig::resolve(args(), None, FileConfig::default()).unwrap();
+        let config = ServeConfig::resolve(args(), None, None, FileConfig::default()).unwrap();
         assert_eq!(config.issuer, "http://127.0.0.1:8000");
     }
 }

@@ -37,14 +37,10 @@ impl Username {
             return Err(Invalid("username must not be empty".into()));
         }
         if display.chars().count() > USERNAME_MAX_CHARS {
-            return Err(Invalid(format!(
-                "username must be at most {USERNAME_MAX_CHARS} characters"
-            )));
+            return Err(Invalid(format!("username must be at most {USERNAME_MAX_CHARS} characters")));
         }
         if display.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(Invalid(
-                "username must not contain spaces or control characters".into(),
-            ));
+            return Err(Invalid("username must not contain spaces or control characters".into()));
         }
         if display.contains(':') {
             // A colon would make HTTP Basic credentials ambiguous.
@@ -85,11 +81,8 @@ pub const PASSWORD_MIN_CHARS: usize = 8;
 pub const PASSWORD_MAX_BYTES: usize = 1024;
 
 /// The most common passwords, lowercased: see `data/README.md` for the source.
-static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    include_str!("../data/common-passwords.txt")
-        .lines()
-        .collect()
-});
+static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| include_str!("../data/common-passwords.txt").lines().collect());
 
 /// A password someone wants to set, checked against the rules of NIST SP
 /// 800-63B: length only, no composition rules, common passwords refused.
@@ -110,20 +103,13 @@ impl NewPassword {
     /// [`Invalid`] naming the rule; the message never contains the password.
     pub fn parse(raw: String) -> Result<Self, Invalid> {
         if raw.chars().count() < PASSWORD_MIN_CHARS {
-            return Err(Invalid(format!(
-                "password must be at least {PASSWORD_MIN_CHARS} characters"
-            )));
+            return Err(Invalid(format!("password must be at least {PASSWORD_MIN_CHARS} characters")));
         }
         if raw.len() > PASSWORD_MAX_BYTES {
-            return Err(Invalid(format!(
-                "password must be at most {PASSWORD_MAX_BYTES} bytes"
-            )));
+            return Err(Invalid(format!("password must be at most {PASSWORD_MAX_BYTES} bytes")));
         }
         if COMMON_PASSWORDS.contains(raw.to_lowercase().as_str()) {
-            return Err(Invalid(
-                "password is too common (it is on a list of leaked passwords): choose another"
-                    .into(),
-            ));
+            return Err(Invalid("password is too common (it is on a list of leaked passwords): choose another".into()));
         }
         Ok(NewPassword(raw))
     }
@@ -132,6 +118,37 @@ impl NewPassword {
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+/// Checks an email address loosely (one `@`, no spaces, at most 254 bytes):
+/// deliverability is the owner's business. Empty means none.
+///
+/// # Errors
+/// [`Invalid`] saying what is wrong.
+pub fn parse_email(raw: Option<String>) -> Result<Option<String>, Invalid> {
+    let Some(email) = raw.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()) else { return Ok(None) };
+    let ok = email.len() <= 254
+        && email.matches('@').count() == 1
+        && !email.starts_with('@')
+        && !email.ends_with('@')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !ok {
+        return Err(Invalid("email must look like name@example.com".into()));
+    }
+    Ok(Some(email))
+}
+
+/// Checks a full name: at most 200 characters, no control characters.
+/// Empty means none.
+///
+/// # Errors
+/// [`Invalid`] saying what is wrong.
+pub fn parse_full_name(raw: Option<String>) -> Result<Option<String>, Invalid> {
+    let Some(name) = raw.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()) else { return Ok(None) };
+    if name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(Invalid("full_name must be at most 200 characters, without control characters".into()));
+    }
+    Ok(Some(name))
 }
 
 /// A set of scope names, e.g. `admin items:read`.
@@ -162,9 +179,7 @@ impl Scopes {
             // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
             let ok = !name.is_empty()
                 && name.len() <= 128
-                && name
-                    .bytes()
-                    .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+                && name.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
             if !ok {
                 return Err(Invalid(format!(
                     "invalid scope {name:?}: use printable ASCII without spaces, quotes or backslashes"
@@ -182,6 +197,11 @@ impl Scopes {
             return self.clone();
         }
         Scopes(self.0.intersection(&requested.0).cloned().collect())
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// Whether the set holds `scope`.
@@ -214,10 +234,7 @@ mod tests {
 
     #[test]
     fn a_username_differing_only_in_case_is_the_same_user() {
-        assert_eq!(
-            Username::parse("Alice").unwrap().key(),
-            Username::parse("alice").unwrap().key()
-        );
+        assert_eq!(Username::parse("Alice").unwrap().key(), Username::parse("alice").unwrap().key());
     }
 
     #[test]
@@ -279,12 +296,18 @@ mod tests {
     #[test]
     fn granted_scopes_are_the_intersection_of_asked_and_held() {
         let held = Scopes::parse("me items").unwrap();
-        assert_eq!(
-            held.grant(&Scopes::parse("items admin").unwrap())
-                .to_string(),
-            "items"
-        );
+        assert_eq!(held.grant(&Scopes::parse("items admin").unwrap()).to_string(), "items");
         assert_eq!(held.grant(&Scopes::default()).to_string(), "items me");
+    }
+
+    #[test]
+    fn emails_and_names_are_checked_loosely() {
+        assert_eq!(parse_email(Some(" a@b.c ".into())).unwrap().as_deref(), Some("a@b.c"));
+        assert_eq!(parse_email(Some("".into())).unwrap(), None);
+        assert!(parse_email(Some("no-at".into())).is_err());
+        assert!(parse_email(Some("a b@c".into())).is_err());
+        assert!(parse_full_name(Some("x\u{0}".into())).is_err());
+        assert!(parse_full_name(Some("Zoë Ångström".into())).is_ok());
     }
 
     #[test]

@@ -89,20 +89,12 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     /// A token-endpoint error.
     pub fn oauth(status: StatusCode, code: OAuthCode, description: impl Into<String>) -> Self {
-        ApiError::OAuth {
-            status,
-            code,
-            description: description.into(),
-        }
+        ApiError::OAuth { status, code, description: description.into() }
     }
 
     /// An `invalid_request` from the token endpoint.
     pub fn invalid_request(description: impl Into<String>) -> Self {
-        ApiError::oauth(
-            StatusCode::BAD_REQUEST,
-            OAuthCode::InvalidRequest,
-            description,
-        )
+        ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidRequest, description)
     }
 
     /// The one status match.
@@ -126,6 +118,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::domain::Invalid> for ApiError {
+    fn from(e: crate::domain::Invalid) -> Self {
+        ApiError::Unprocessable(e.0)
+    }
+}
+
 impl From<Busy> for ApiError {
     fn from(_: Busy) -> Self {
         ApiError::Busy
@@ -137,9 +135,7 @@ impl IntoResponse for ApiError {
         let status = self.status_code();
         match self {
             ApiError::Token(e) => e.into_response(),
-            ApiError::OAuth {
-                code, description, ..
-            } => {
+            ApiError::OAuth { code, description, .. } => {
                 let body = json!({ "detail": description, "error": code.as_str(), "error_description": description });
                 let mut response = (status, Json(body)).into_response();
                 let headers = response.headers_mut();
@@ -153,11 +149,8 @@ impl IntoResponse for ApiError {
                 if let ApiError::Database(e) = &self {
                     tracing::error!(error = %e, "database failure");
                 }
-                let mut response =
-                    (status, Json(json!({ "detail": self.to_string() }))).into_response();
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                let mut response = (status, Json(json!({ "detail": self.to_string() }))).into_response();
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 response
             }
             other => (status, Json(json!({ "detail": other.to_string() }))).into_response(),

@@ -63,9 +63,7 @@ fn is_well_formed_bcrypt(hash: &str) -> bool {
         && b.len() == 60
         && b[4..6].iter().all(u8::is_ascii_digit)
         && b[6] == b'$'
-        && b[7..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/')
+        && b[7..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/')
 }
 
 /// Hashes a new password with argon2id and a random salt.
@@ -99,10 +97,7 @@ pub fn verify(password: &str, stored: &StoredHash) -> Verdict {
         _ => return Verdict::Wrong,
     };
     let hasher = Argon2::new(algorithm, Version::V0x13, params.clone());
-    if hasher
-        .verify_password(password.as_bytes(), &parsed)
-        .is_err()
-    {
+    if hasher.verify_password(password.as_bytes(), &parsed).is_err() {
         return Verdict::Wrong;
     }
     let current = Params::default();
@@ -121,18 +116,14 @@ mod tests {
     fn a_new_hash_is_argon2id_with_owasp_parameters() {
         let h = hash("correct horse battery");
         assert!(h.expose().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert_eq!(
-            verify("correct horse battery", &h),
-            Verdict::Right { rehash: false }
-        );
+        assert_eq!(verify("correct horse battery", &h), Verdict::Right { rehash: false });
         assert_eq!(verify("wrong horse battery", &h), Verdict::Wrong);
     }
 
     #[test]
     fn the_fastapi_tutorial_bcrypt_hash_verifies_and_asks_for_a_rehash() {
         // From the FastAPI "OAuth2 with Password (and hashing), Bearer with JWT" tutorial.
-        let h =
-            StoredHash::new("$2b$12$EixZaYVK1fsbw1ZfbX3OXePaWxn96p36WQoeG6Lruj3vjPGga31lW".into());
+        let h = StoredHash::new("$2b$12$EixZaYVK1fsbw1ZfbX3OXePaWxn96p36WQoeG6Lruj3vjPGga31lW".into());
         assert_eq!(verify("secret", &h), Verdict::Right { rehash: true });
         assert_eq!(verify("secret2", &h), Verdict::Wrong);
     }
@@ -149,29 +140,16 @@ mod tests {
 
     #[test]
     fn a_weaker_argon2_hash_asks_for_a_rehash() {
-        let weak = Argon2::new(
-            Algorithm::Argon2id,
-            Version::V0x13,
-            Params::new(4096, 1, 1, None).unwrap(),
-        )
-        .hash_password(b"some password")
-        .unwrap()
-        .to_string();
-        assert_eq!(
-            verify("some password", &StoredHash::new(weak)),
-            Verdict::Right { rehash: true }
-        );
+        let weak = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(4096, 1, 1, None).unwrap())
+            .hash_password(b"some password")
+            .unwrap()
+            .to_string();
+        assert_eq!(verify("some password", &StoredHash::new(weak)), Verdict::Right { rehash: true });
     }
 
     #[test]
     fn garbage_hashes_never_verify() {
-        for junk in [
-            "",
-            "plain",
-            "$2b$12$short",
-            "$argon2id$v=19$m=1$x$y",
-            "$1$md5$crypt",
-        ] {
+        for junk in ["", "plain", "$2b$12$short", "$argon2id$v=19$m=1$x$y", "$1$md5$crypt"] {
             let h = StoredHash::new(junk.into());
             assert_eq!(verify("anything", &h), Verdict::Wrong, "{junk}");
             assert!(!h.is_supported() || junk.starts_with("$argon2"), "{junk}");

@@ -54,9 +54,7 @@ impl HashPool {
                 })
                 .expect("spawning a hashing thread");
         }
-        let dummy = Arc::new(password::hash(
-            "portcullis dummy password for unknown users",
-        ));
+        let dummy = Arc::new(password::hash("portcullis dummy password for unknown users"));
         HashPool { jobs, dummy }
     }
 
@@ -93,11 +91,7 @@ impl HashPool {
     ///
     /// # Errors
     /// [`Busy`] when the queue is full.
-    pub async fn verify(
-        &self,
-        password: String,
-        stored: Option<StoredHash>,
-    ) -> Result<Verdict, Busy> {
+    pub async fn verify(&self, password: String, stored: Option<StoredHash>) -> Result<Verdict, Busy> {
         let dummy = Arc::clone(&self.dummy);
         self.run(move || match stored {
             Some(hash) => password::verify(&password, &hash),
@@ -138,10 +132,6 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_user_never_verifies() {
         let pool = HashPool::start(1, 4);
-        assert_eq!(
-            pool.verify("portcullis dummy password for unknown users".into(), None)
-                .await,
-            Ok(Verdict::Wrong)
-        );
+        assert_eq!(pool.verify("portcullis dummy password for unknown users".into(), None).await, Ok(Verdict::Wrong));
     }
 }

@@ -9,8 +9,7 @@ use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretString};
 
 /// How to make a good secret, quoted in every refusal.
-const HOW_TO: &str =
-    "generate one with `openssl rand -hex 32` and set PORTCULLIS_SECRET_KEY (or --secret-key-file)";
+const HOW_TO: &str = "generate one with `openssl rand -hex 32` and set PORTCULLIS_SECRET_KEY (or --secret-key-file)";
 
 /// Shortest secret accepted, in bytes (a 256-bit HMAC key).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -37,19 +36,12 @@ pub fn weakness(secret: &str) -> Option<String> {
     let s = secret.trim();
     let lower = s.to_ascii_lowercase();
     if PUBLISHED.iter().any(|p| lower == *p)
-        || PUBLISHED_ENDS
-            .iter()
-            .any(|(a, z)| lower.starts_with(a) && lower.ends_with(z))
+        || PUBLISHED_ENDS.iter().any(|(a, z)| lower.starts_with(a) && lower.ends_with(z))
     {
-        return Some(format!(
-            "the secret key is one published in tutorials, so anyone can forge tokens: {HOW_TO}"
-        ));
+        return Some(format!("the secret key is one published in tutorials, so anyone can forge tokens: {HOW_TO}"));
     }
     if s.len() < MIN_SECRET_BYTES {
-        return Some(format!(
-            "the secret key is {} bytes, it must be at least {MIN_SECRET_BYTES}: {HOW_TO}",
-            s.len()
-        ));
+        return Some(format!("the secret key is {} bytes, it must be at least {MIN_SECRET_BYTES}: {HOW_TO}", s.len()));
     }
     None
 }
@@ -81,10 +73,7 @@ pub fn load(
         if let Some(why) = weakness(value) {
             bail!("PORTCULLIS_SECRET_KEY refused: {why}");
         }
-        return Ok((
-            SecretString::from(value.trim().to_owned()),
-            Origin::Environment,
-        ));
+        return Ok((SecretString::from(value.trim().to_owned()), Origin::Environment));
     }
     if let Some(path) = file {
         let value = read_secret_file(path)?;
@@ -115,8 +104,7 @@ pub fn path_beside(db: &Path) -> PathBuf {
 }
 
 fn read_secret_file(path: &Path) -> anyhow::Result<String> {
-    let text = fs::read_to_string(path)
-        .with_context(|| format!("reading secret key file {}", path.display()))?;
+    let text = fs::read_to_string(path).with_context(|| format!("reading secret key file {}", path.display()))?;
     Ok(text.trim().to_owned())
 }
 
@@ -180,10 +168,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let (again, origin) = load(None, None, Some(&path)).unwrap();
         assert_eq!(origin, Origin::File(path));

@@ -1,47 +1,17 @@
 //! Issuing access tokens: RFC 9068 JWTs (`typ: at+jwt`) whose `sub` is the
-//! username, so resource servers written from the FastAPI tutorial accept them.
+//! username, so resource servers written from the FastAPI tutorial accept
+//! them; and the opaque refresh tokens beside them.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use portcullis_verify::{Audience, Claims, VerifyKey};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use portcullis_verify::{Audience, Claims};
+use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 
+use super::keys::SigningKey;
 use crate::domain::Scopes;
-
-/// The key new tokens are signed with.
-pub struct SigningKey {
-    kid: String,
-    algorithm: Algorithm,
-    key: EncodingKey,
-    verify: VerifyKey,
-}
-
-impl SigningKey {
-    /// An HS256 key over the secret's UTF-8 bytes as written (the tutorials'
-    /// hex string is not hex-decoded). Its `kid` is derived from the secret
-    /// by a one-way hash, so all instances sharing the secret agree on it.
-    pub fn hs256(secret: &str) -> Self {
-        let digest = Sha256::digest(format!("portcullis kid\0{secret}").as_bytes());
-        let kid = format!("hs256-{}", &hex::encode(digest)[..16]);
-        SigningKey {
-            verify: VerifyKey::hs256(kid.clone(), secret.as_bytes()),
-            kid,
-            algorithm: Algorithm::HS256,
-            key: EncodingKey::from_secret(secret.as_bytes()),
-        }
-    }
-
-    /// The key id, sent in the token header.
-    pub fn kid(&self) -> &str {
-        &self.kid
-    }
-
-    /// The matching verification key.
-    pub fn verify_key(&self) -> VerifyKey {
-        self.verify.clone()
-    }
-}
 
 /// A freshly issued access token.
 #[derive(Debug, Clone)]
@@ -54,14 +24,14 @@ pub struct AccessToken {
     pub expires_in: u64,
 }
 
-/// Issues access tokens for one issuer.
+/// Issues access tokens for one issuer, with whichever key currently signs.
 #[derive(Clone)]
 pub struct TokenIssuer {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    key: SigningKey,
+    key: RwLock<Arc<SigningKey>>,
     issuer: String,
     audience: Vec<String>,
     ttl_secs: u64,
@@ -69,15 +39,8 @@ struct Inner {
 
 impl TokenIssuer {
     /// An issuer signing with `key`; `audience` may be empty (then no `aud`).
-    pub fn new(key: SigningKey, issuer: String, audience: Vec<String>, ttl_secs: u64) -> Self {
-        TokenIssuer {
-            inner: Arc::new(Inner {
-                key,
-                issuer,
-                audience,
-                ttl_secs,
-            }),
-        }
+    pub fn new(key: Arc<SigningKey>, issuer: String, audience: Vec<String>, ttl_secs: u64) -> Self {
+        TokenIssuer { inner: Arc::new(Inner { key: RwLock::new(key), issuer, audience, ttl_secs }) }
     }
 
     /// The `iss` value.
@@ -90,13 +53,24 @@ impl TokenIssuer {
         &self.inner.audience
     }
 
-    /// The signing key.
-    pub fn key(&self) -> &SigningKey {
-        &self.inner.key
+    /// Access-token lifetime in seconds.
+    pub fn ttl_secs(&self) -> u64 {
+        self.inner.ttl_secs
     }
 
-    /// Issues a token for `username` with `scope` at `now` (Unix seconds).
-    pub fn issue(&self, username: &str, scope: &Scopes, now: u64) -> AccessToken {
+    /// The key new tokens are signed with.
+    pub fn key(&self) -> Arc<SigningKey> {
+        self.inner.key.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Switches to a new signing key (after a rotation).
+    pub fn set_key(&self, key: Arc<SigningKey>) {
+        *self.inner.key.write().unwrap_or_else(|e| e.into_inner()) = key;
+    }
+
+    /// Issues a token for `username` with `scope` at `now` (Unix seconds),
+    /// tied to session `sid` when there is one.
+    pub fn issue(&self, username: &str, scope: &Scopes, sid: Option<&str>, now: u64) -> AccessToken {
         let inner = &self.inner;
         let jti = uuid::Uuid::new_v4().simple().to_string();
         let aud = match inner.audience.as_slice() {
@@ -104,6 +78,10 @@ impl TokenIssuer {
             [one] => Some(Audience::One(one.clone())),
             many => Some(Audience::Many(many.to_vec())),
         };
+        let mut extra = serde_json::Map::new();
+        if let Some(sid) = sid {
+            extra.insert("sid".into(), sid.into());
+        }
         let claims = Claims {
             iss: inner.issuer.clone(),
             sub: username.to_owned(),
@@ -113,17 +91,55 @@ impl TokenIssuer {
             nbf: now,
             jti: jti.clone(),
             scope: scope.to_string(),
-            extra: Default::default(),
+            extra,
         };
-        let mut header = Header::new(inner.key.algorithm);
-        header.typ = Some("at+jwt".to_owned());
-        header.kid = Some(inner.key.kid.clone());
-        let jwt = jsonwebtoken::encode(&header, &claims, &inner.key.key)
-            .expect("signing with a key of its own algorithm cannot fail");
-        AccessToken {
-            jwt,
-            jti,
-            expires_in: inner.ttl_secs,
-        }
+        AccessToken { jwt: self.key().sign(&claims), jti, expires_in: inner.ttl_secs }
+    }
+}
+
+/// A new opaque refresh token: 256 random bits, base64url.
+pub fn new_refresh_token() -> String {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new().fill(&mut bytes).expect("the system random number generator works");
+    B64.encode(bytes)
+}
+
+/// How a refresh token is stored: SHA-256, hex. The token has 256 bits of
+/// entropy, so a fast hash is enough to make a stolen table useless.
+pub fn refresh_token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The session id of an access token's claims.
+pub fn session_of(claims: &Claims) -> Option<&str> {
+    claims.extra.get("sid").and_then(|v| v.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_tokens_carry_256_bits_and_differ() {
+        let (a, b) = (new_refresh_token(), new_refresh_token());
+        assert_eq!(B64.decode(&a).unwrap().len(), 32);
+        assert_ne!(a, b);
+        assert_ne!(refresh_token_hash(&a), a);
+    }
+
+    #[test]
+    fn an_access_token_names_its_session() {
+        let issuer = TokenIssuer::new(
+            Arc::new(SigningKey::from_secret("0123456789abcdef0123456789abcdef")),
+            "http://i".into(),
+            vec![],
+            60,
+        );
+        let token = issuer.issue("alice", &Scopes::default(), Some("s1"), 100);
+        let verifier =
+            portcullis_verify::Verifier::builder(portcullis_verify::KeySet::new([issuer.key().verify_key()])).build();
+        let claims = verifier.verify(&token.jwt, 120).unwrap();
+        assert_eq!(session_of(&claims), Some("s1"));
+        assert_eq!(claims.jti, token.jti);
     }
 }

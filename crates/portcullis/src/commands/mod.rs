@@ -1,6 +1,7 @@
 //! What each subcommand does. `main` parses the command line and hands it
 //! here; tests call the same functions.
 
+pub mod keys;
 pub mod user;
 
 use anyhow::Context;
@@ -17,7 +18,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = FileConfig::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve(args) => {
-            let config = ServeConfig::resolve(args, cli.database_url, file)?;
+            let config = ServeConfig::resolve(args, cli.database_url, cli.secret_key_file, file)?;
             init_tracing(config.log_format, "info,sqlx=warn");
             let server = Server::build(&config).await?;
             let addr = server.local_addr()?;
@@ -28,10 +29,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(command) => {
             init_tracing(LogFormat::Text, "warn");
-            let store = crate::store::open(&file.database_url(cli.database_url))
-                .await
-                .context("opening database")?;
+            let store = crate::store::open(&file.database_url(cli.database_url)).await.context("opening database")?;
             user::run(command, &store).await
+        }
+        Command::Keys(command) => {
+            init_tracing(LogFormat::Text, "warn");
+            let context = keys::Context::open(&file, cli.database_url, cli.secret_key_file).await?;
+            keys::run_keys(command, &context).await
+        }
+        Command::Token(command) => {
+            init_tracing(LogFormat::Text, "warn");
+            let context = keys::Context::open(&file, cli.database_url, cli.secret_key_file).await?;
+            keys::run_token(command, &context).await
         }
         Command::Migrate => {
             init_tracing(LogFormat::Text, "warn");
@@ -45,11 +54,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn init_tracing(format: LogFormat, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

@@ -21,14 +21,7 @@ use crate::store::{NewUser, SharedStore, StoreError};
 pub async fn run(command: UserCommand, store: &SharedStore) -> anyhow::Result<()> {
     let now = crate::clock::unix_now() as i64;
     match command {
-        UserCommand::Add {
-            name,
-            email,
-            full_name,
-            scopes,
-            admin,
-            password_stdin,
-        } => {
+        UserCommand::Add { name, email, full_name, scopes, admin, password_stdin } => {
             let username = Username::parse(&name)?;
             let mut scopes = Scopes::parse(&scopes)?;
             if admin {
@@ -57,10 +50,7 @@ pub async fn run(command: UserCommand, store: &SharedStore) -> anyhow::Result<()
                 let profiles: Vec<Profile> = users.iter().map(Profile::from).collect();
                 println!("{}", serde_json::to_string_pretty(&profiles)?);
             } else {
-                println!(
-                    "{:<24} {:<9} {:<24} EMAIL",
-                    "USERNAME", "DISABLED", "SCOPES"
-                );
+                println!("{:<24} {:<9} {:<24} EMAIL", "USERNAME", "DISABLED", "SCOPES");
                 for u in &users {
                     let scopes = u.scopes.to_string();
                     println!(
@@ -73,10 +63,7 @@ pub async fn run(command: UserCommand, store: &SharedStore) -> anyhow::Result<()
                 }
             }
         }
-        UserCommand::Passwd {
-            name,
-            password_stdin,
-        } => {
+        UserCommand::Passwd { name, password_stdin } => {
             let key = existing_key(store, &name).await?;
             let password = read_new_password(password_stdin)?;
             let hash = hash_off_runtime(password).await?;
@@ -131,9 +118,7 @@ async fn all_users(store: &SharedStore) -> anyhow::Result<Vec<crate::store::User
 
 /// Hashing is slow: keep it off the async worker even in the CLI.
 async fn hash_off_runtime(password: NewPassword) -> anyhow::Result<StoredHash> {
-    tokio::task::spawn_blocking(move || password::hash(password.expose()))
-        .await
-        .context("hashing the password")
+    tokio::task::spawn_blocking(move || password::hash(password.expose())).await.context("hashing the password")
 }
 
 /// Reads a new password: one line of stdin with `--password-stdin`, else
@@ -141,18 +126,14 @@ async fn hash_off_runtime(password: NewPassword) -> anyhow::Result<StoredHash> {
 fn read_new_password(from_stdin: bool) -> anyhow::Result<NewPassword> {
     let raw = if from_stdin {
         let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("reading the password from standard input")?;
+        std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
         line.trim_end_matches(['\r', '\n']).to_owned()
     } else {
         if !std::io::stdin().is_terminal() {
             bail!("no terminal to read the password from: pass --password-stdin and pipe it in");
         }
         let first = rpassword::prompt_password("Password: ").context("reading the password")?;
-        let again =
-            rpassword::prompt_password("Password (again): ").context("reading the password")?;
+        let again = rpassword::prompt_password("Password (again): ").context("reading the password")?;
         if first != again {
             bail!("the two passwords differ");
         }
@@ -178,14 +159,12 @@ struct ImportedUser {
 /// Every entry is checked before anything is written; users that already
 /// exist are left as they are and reported.
 async fn import(store: &SharedStore, file: &Path, now: i64) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let entries: BTreeMap<String, ImportedUser> = serde_json::from_str(&text)
-        .with_context(|| format!("{}: expected the fake_users_db shape", file.display()))?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let entries: BTreeMap<String, ImportedUser> =
+        serde_json::from_str(&text).with_context(|| format!("{}: expected the fake_users_db shape", file.display()))?;
     let mut users = Vec::with_capacity(entries.len());
     for (key, entry) in entries {
-        let username =
-            Username::parse(&entry.username).with_context(|| format!("entry {key:?}"))?;
+        let username = Username::parse(&entry.username).with_context(|| format!("entry {key:?}"))?;
         let hash = StoredHash::new(entry.hashed_password);
         if !hash.is_supported() {
             // The hash itself is never printed.
@@ -210,11 +189,7 @@ async fn import(store: &SharedStore, file: &Path, now: i64) -> anyhow::Result<()
     }
     println!("imported {created} user(s)");
     if !skipped.is_empty() {
-        println!(
-            "skipped {} existing user(s), left unchanged: {}",
-            skipped.len(),
-            skipped.join(", ")
-        );
+        println!("skipped {} existing user(s), left unchanged: {}", skipped.len(), skipped.join(", "));
     }
     Ok(())
 }

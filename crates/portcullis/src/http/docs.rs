@@ -35,10 +35,7 @@ impl Modify for PasswordFlow {
         let flow = Flow::Password(Password::new("../token", scopes));
         doc.components
             .get_or_insert_with(Default::default)
-            .add_security_scheme(
-                "OAuth2PasswordBearer",
-                SecurityScheme::OAuth2(OAuth2::new([flow])),
-            );
+            .add_security_scheme("OAuth2PasswordBearer", SecurityScheme::OAuth2(OAuth2::new([flow])));
     }
 }
 
@@ -46,9 +43,7 @@ impl Modify for PasswordFlow {
 pub fn router<S: Clone + Send + Sync + 'static>(doc: Document) -> Router<S> {
     let json = doc.to_json().expect("the OpenAPI document serializes");
     // Relative to /docs/, so a proxy prefix keeps working.
-    let config = Config::new(["../openapi.json"])
-        .persist_authorization(true)
-        .validator_url("none");
+    let config = Config::new(["../openapi.json"]).persist_authorization(true).validator_url("none");
     Router::new()
         .route(
             "/openapi.json",

@@ -17,20 +17,14 @@ use crate::error::ApiError;
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 fn too_large() -> ApiError {
-    ApiError::Rejected {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        detail: "request body is larger than 64 KiB".into(),
-    }
+    ApiError::Rejected { status: StatusCode::PAYLOAD_TOO_LARGE, detail: "request body is larger than 64 KiB".into() }
 }
 
 fn from_bytes_rejection(r: BytesRejection) -> ApiError {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return too_large();
     }
-    ApiError::Rejected {
-        status: r.status(),
-        detail: format!("could not read the request body: {}", r.body_text()),
-    }
+    ApiError::Rejected { status: r.status(), detail: format!("could not read the request body: {}", r.body_text()) }
 }
 
 /// `axum::Json` with JSON error bodies.
@@ -47,10 +41,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 detail: "send a JSON body with Content-Type: application/json".into(),
             }),
-            Err(r) => Err(ApiError::Rejected {
-                status: r.status(),
-                detail: r.body_text(),
-            }),
+            Err(r) => Err(ApiError::Rejected { status: r.status(), detail: r.body_text() }),
         }
     }
 }
@@ -69,10 +60,7 @@ pub struct OAuthForm {
 impl OAuthForm {
     /// The value of a field, if present and not empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.fields.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     /// The value of a required field.
@@ -80,15 +68,12 @@ impl OAuthForm {
     /// # Errors
     /// `invalid_request` naming the field.
     pub fn require(&self, name: &str) -> Result<&str, ApiError> {
-        self.get(name)
-            .ok_or_else(|| ApiError::invalid_request(format!("missing form field \"{name}\"")))
+        self.get(name).ok_or_else(|| ApiError::invalid_request(format!("missing form field \"{name}\"")))
     }
 
     fn insert(&mut self, name: String, value: String) -> Result<(), ApiError> {
         if self.fields.contains_key(&name) {
-            return Err(ApiError::invalid_request(format!(
-                "form field \"{name}\" is given more than once"
-            )));
+            return Err(ApiError::invalid_request(format!("form field \"{name}\" is given more than once")));
         }
         self.fields.insert(name, value);
         Ok(())
@@ -113,10 +98,7 @@ impl OAuthForm {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     too_large()
                 } else {
-                    ApiError::invalid_request(format!(
-                        "malformed multipart body: {}",
-                        e.body_text()
-                    ))
+                    ApiError::invalid_request(format!("malformed multipart body: {}", e.body_text()))
                 }
             })?;
             let Some(field) = field else { break };
@@ -138,10 +120,7 @@ impl OAuthForm {
 
 /// `+` is a space, then percent-decoding, which must give UTF-8.
 fn decode_component(raw: &[u8]) -> Result<String, ApiError> {
-    let spaced: Vec<u8> = raw
-        .iter()
-        .map(|b| if *b == b'+' { b' ' } else { *b })
-        .collect();
+    let spaced: Vec<u8> = raw.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect();
     percent_decode(&spaced)
         .decode_utf8()
         .map(|s| s.into_owned())
@@ -177,18 +156,13 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
             .to_ascii_lowercase();
         match content_type.as_str() {
             "application/x-www-form-urlencoded" => {
-                let body = Bytes::from_request(req, state)
-                    .await
-                    .map_err(from_bytes_rejection)?;
+                let body = Bytes::from_request(req, state).await.map_err(from_bytes_rejection)?;
                 OAuthForm::parse_urlencoded(&body)
             }
             "multipart/form-data" => {
-                let multipart = Multipart::from_request(req, state).await.map_err(|e| {
-                    ApiError::invalid_request(format!(
-                        "malformed multipart body: {}",
-                        e.body_text()
-                    ))
-                })?;
+                let multipart = Multipart::from_request(req, state)
+                    .await
+                    .map_err(|e| ApiError::invalid_request(format!("malformed multipart body: {}", e.body_text())))?;
                 OAuthForm::parse_multipart(multipart).await
             }
             "application/json" => Err(ApiError::invalid_request(
@@ -210,8 +184,7 @@ mod tests {
 
     #[test]
     fn a_urlencoded_body_decodes_plus_and_percent() {
-        let form =
-            OAuthForm::parse_urlencoded(b"username=al%C3%A9+x&password=p%26w&scope=").unwrap();
+        let form = OAuthForm::parse_urlencoded(b"username=al%C3%A9+x&password=p%26w&scope=").unwrap();
         assert_eq!(form.get("username"), Some("alé x"));
         assert_eq!(form.get("password"), Some("p&w"));
         assert_eq!(form.get("scope"), None);

@@ -2,11 +2,14 @@
 //! request passes through (body limit, timeouts, tracing without secrets,
 //! panics turned into JSON 500s).
 
+pub mod admin;
 pub mod docs;
 pub mod extract;
 pub mod health;
+pub mod sessions;
 pub mod token;
 pub mod users;
+pub mod wellknown;
 
 use std::time::Duration;
 
@@ -32,7 +35,10 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn app(state: AppState) -> Router {
     let (api, doc) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .merge(token::router())
+        .merge(sessions::router(&state))
         .merge(users::router())
+        .merge(admin::router(&state))
+        .merge(wellknown::router())
         .merge(health::router())
         .split_for_parts();
     api.merge(docs::router(doc))
@@ -62,17 +68,9 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({ "detail": "Not Found" })),
-    )
-        .into_response()
+    (StatusCode::NOT_FOUND, axum::Json(json!({ "detail": "Not Found" }))).into_response()
 }
 
 async fn method_not_allowed() -> Response {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(json!({ "detail": "Method Not Allowed" })),
-    )
-        .into_response()
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(json!({ "detail": "Method Not Allowed" }))).into_response()
 }

@@ -2,7 +2,8 @@
 //!
 //! The password grant as the FastAPI tutorials use it, hardened: an unknown
 //! user costs one dummy hash like a wrong password, hashing runs on the
-//! bounded pool, and scopes are what was asked *and* held.
+//! bounded pool, scopes are what was asked *and* held, and every login starts
+//! a session whose refresh tokens rotate with reuse detection.
 
 use axum::Json;
 use axum::extract::State;
@@ -16,28 +17,29 @@ use utoipa_axum::routes;
 
 use super::extract::OAuthForm;
 use crate::auth::password::Verdict;
+use crate::auth::tokens::{new_refresh_token, refresh_token_hash};
 use crate::domain::{Scopes, Username};
 use crate::error::{ApiError, ApiResult, OAuthCode};
 use crate::state::AppState;
-use crate::store::User;
+use crate::store::{Rotation, Session, User};
 
 /// The token endpoint's routes.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(token))
-        .routes(routes!(login))
+    OpenApiRouter::new().routes(routes!(token)).routes(routes!(login))
 }
 
 /// The form fields of a token request, for the OpenAPI document.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 struct TokenForm {
-    /// `password` (default when absent).
+    /// `password` (default when absent) or `refresh_token`.
     grant_type: Option<String>,
     /// For the password grant.
     username: Option<String>,
     /// For the password grant.
     password: Option<String>,
+    /// For the refresh_token grant.
+    refresh_token: Option<String>,
     /// Space-separated scopes to request; none: all the user holds.
     scope: Option<String>,
     /// Ignored: portcullis has no confidential clients.
@@ -55,17 +57,16 @@ pub struct TokenResponse {
     token_type: &'static str,
     /// Seconds until the access token expires.
     expires_in: u64,
+    /// Opaque; trade it at this endpoint for new tokens (each works once).
+    refresh_token: String,
     /// The scopes granted, space-separated.
     scope: String,
 }
 
-/// A token request, by grant type (RFC 6749 §4.3).
+/// A token request, by grant type (RFC 6749 §4.3, §6).
 enum Grant<'a> {
-    Password {
-        username: &'a str,
-        password: &'a str,
-        scope: Option<&'a str>,
-    },
+    Password { username: &'a str, password: &'a str, scope: Option<&'a str> },
+    RefreshToken { refresh_token: &'a str, scope: Option<&'a str> },
 }
 
 impl<'a> Grant<'a> {
@@ -76,13 +77,13 @@ impl<'a> Grant<'a> {
                 password: form.require("password")?,
                 scope: form.get("scope"),
             }),
+            "refresh_token" => {
+                Ok(Grant::RefreshToken { refresh_token: form.require("refresh_token")?, scope: form.get("scope") })
+            }
             other => Err(ApiError::oauth(
                 StatusCode::BAD_REQUEST,
                 OAuthCode::UnsupportedGrantType,
-                format!(
-                    "unsupported grant_type {:?}: use \"password\"",
-                    truncate(other)
-                ),
+                format!("unsupported grant_type {:?}: use \"password\" or \"refresh_token\"", truncate(other)),
             )),
         }
     }
@@ -92,12 +93,17 @@ fn truncate(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
+fn parse_scope(scope: Option<&str>) -> ApiResult<Scopes> {
+    Scopes::parse(scope.unwrap_or_default())
+        .map_err(|e| ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidScope, e.0))
+}
+
 fn wrong_credentials() -> ApiError {
-    ApiError::oauth(
-        StatusCode::UNAUTHORIZED,
-        OAuthCode::InvalidGrant,
-        "Incorrect username or password",
-    )
+    ApiError::oauth(StatusCode::UNAUTHORIZED, OAuthCode::InvalidGrant, "Incorrect username or password")
+}
+
+fn bad_refresh_token() -> ApiError {
+    ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidGrant, "refresh token is invalid, expired or revoked")
 }
 
 /// Swagger UI's Authorize sends `Authorization: Basic Og==` (empty client
@@ -108,7 +114,7 @@ fn wrong_credentials() -> ApiError {
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Tokens issued", body = TokenResponse),
-        (status = 400, description = "Malformed request, unsupported grant type, or inactive user"),
+        (status = 400, description = "Malformed request, unsupported grant type, inactive user, or bad refresh token"),
         (status = 401, description = "Incorrect username or password"),
         (status = 413, description = "Body over 64 KiB"),
         (status = 503, description = "Login hashing saturated; retry after Retry-After seconds"),
@@ -117,11 +123,8 @@ fn wrong_credentials() -> ApiError {
 #[instrument(skip_all)]
 pub async fn token(State(state): State<AppState>, form: OAuthForm) -> ApiResult<Response> {
     match Grant::from_form(&form)? {
-        Grant::Password {
-            username,
-            password,
-            scope,
-        } => password_grant(&state, username, password, scope).await,
+        Grant::Password { username, password, scope } => password_grant(&state, username, password, scope).await,
+        Grant::RefreshToken { refresh_token, scope } => refresh_grant(&state, refresh_token, scope).await,
     }
 }
 
@@ -131,7 +134,7 @@ pub async fn token(State(state): State<AppState>, form: OAuthForm) -> ApiResult<
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Tokens issued", body = TokenResponse),
-        (status = 400, description = "Malformed request, unsupported grant type, or inactive user"),
+        (status = 400, description = "Malformed request, unsupported grant type, inactive user, or bad refresh token"),
         (status = 401, description = "Incorrect username or password"),
     )
 )]
@@ -140,14 +143,8 @@ pub async fn login(state: State<AppState>, form: OAuthForm) -> ApiResult<Respons
     token(state, form).await
 }
 
-async fn password_grant(
-    state: &AppState,
-    username: &str,
-    password: &str,
-    scope: Option<&str>,
-) -> ApiResult<Response> {
-    let requested = Scopes::parse(scope.unwrap_or_default())
-        .map_err(|e| ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidScope, e.0))?;
+async fn password_grant(state: &AppState, username: &str, password: &str, scope: Option<&str>) -> ApiResult<Response> {
+    let requested = parse_scope(scope)?;
     let user = state.store.user_by_key(&Username::key_of(username)).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let verdict = state.hasher.verify(password.to_owned(), stored).await?;
@@ -155,40 +152,76 @@ async fn password_grant(
         return Err(wrong_credentials());
     };
     if user.disabled {
-        return Err(ApiError::oauth(
-            StatusCode::BAD_REQUEST,
-            OAuthCode::InvalidGrant,
-            "Inactive user",
-        ));
+        return Err(ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidGrant, "Inactive user"));
     }
     if rehash {
         upgrade_hash_later(state, &user, password);
     }
     let now = crate::clock::unix_now();
     let granted = user.scopes.grant(&requested);
-    let access = state.issuer.issue(&user.username, &granted, now);
+    let session = Session {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        user_key: Username::key_of(&user.username),
+        scope: granted.to_string(),
+    };
+    let refresh = new_refresh_token();
+    let expires_at = (now + state.settings.refresh_token_ttl) as i64;
+    state.store.create_session(&session, &refresh_token_hash(&refresh), expires_at, now as i64).await?;
+    Ok(respond(state, &user.username, &granted, &session.id, refresh, now))
+}
+
+/// Trades a refresh token for new tokens (RFC 6749 §6). The old one is
+/// retired; presenting it again revokes the whole session (reuse detection).
+async fn refresh_grant(state: &AppState, refresh_token: &str, scope: Option<&str>) -> ApiResult<Response> {
+    let requested = parse_scope(scope)?;
+    let now = crate::clock::unix_now();
+    let fresh = new_refresh_token();
+    let expires_at = (now + state.settings.refresh_token_ttl) as i64;
+    let rotation = state
+        .store
+        .rotate_refresh_token(&refresh_token_hash(refresh_token), &refresh_token_hash(&fresh), expires_at, now as i64)
+        .await?;
+    let session = match rotation {
+        Rotation::Rotated(session) => session,
+        Rotation::Reused => {
+            tracing::warn!("a used refresh token was presented again: its session is revoked");
+            return Err(bad_refresh_token());
+        }
+        Rotation::Invalid => return Err(bad_refresh_token()),
+    };
+    let user = state.store.user_by_key(&session.user_key).await?.ok_or_else(bad_refresh_token)?;
+    // Never more than the session was granted, nor than the user holds now.
+    let granted = Scopes::parse(&session.scope).unwrap_or_default().grant(&requested);
+    let granted = user.scopes.grant(&granted);
+    if !requested.is_empty() && requested.iter().any(|s| !granted.contains(s)) {
+        return Err(ApiError::oauth(
+            StatusCode::BAD_REQUEST,
+            OAuthCode::InvalidScope,
+            "a refresh cannot grant scopes the session was not granted",
+        ));
+    }
+    Ok(respond(state, &user.username, &granted, &session.id, fresh, now))
+}
+
+fn respond(state: &AppState, username: &str, granted: &Scopes, sid: &str, refresh: String, now: u64) -> Response {
+    let access = state.issuer.issue(username, granted, Some(sid), now);
     let body = TokenResponse {
         access_token: access.jwt,
         token_type: "bearer",
         expires_in: access.expires_in,
+        refresh_token: refresh,
         scope: granted.to_string(),
     };
-    Ok(no_store(Json(body)))
+    no_store(Json(body))
 }
 
 /// Replaces a bcrypt (or weaker argon2) hash by argon2id after a good login,
 /// off the request path so the login is not slowed by a second hash.
 fn upgrade_hash_later(state: &AppState, user: &User, password: &str) {
     let (store, hasher) = (state.store.clone(), state.hasher.clone());
-    let (key, old, password) = (
-        Username::key_of(&user.username),
-        user.password_hash.clone(),
-        password.to_owned(),
-    );
+    let (key, old, password) = (Username::key_of(&user.username), user.password_hash.clone(), password.to_owned());
     tokio::spawn(async move {
-        let Ok(new) = hasher.hash(password).await else {
-            return;
-        };
+        let Ok(new) = hasher.hash(password).await else { return };
         let now = crate::clock::unix_now() as i64;
         match store.upgrade_password_hash(&key, &old, &new, now).await {
             Ok(true) => tracing::info!("password hash upgraded to argon2id"),
@@ -199,7 +232,7 @@ fn upgrade_hash_later(state: &AppState, user: &User, password: &str) {
 }
 
 /// Token responses must not be cached (RFC 6749 §5.1).
-fn no_store(body: impl IntoResponse) -> Response {
+pub fn no_store(body: impl IntoResponse) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -47,6 +47,84 @@ pub struct NewUser {
     pub password_hash: StoredHash,
 }
 
+/// A user's stored fields to change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    /// New email (`Some(None)` clears it).
+    pub email: Option<Option<String>>,
+    /// New full name (`Some(None)` clears it).
+    pub full_name: Option<Option<String>>,
+    /// New allowed scopes.
+    pub scopes: Option<Scopes>,
+    /// Disable or enable.
+    pub disabled: Option<bool>,
+    /// New password hash.
+    pub password_hash: Option<StoredHash>,
+}
+
+/// What a protected route needs to know about a token's user and session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenStanding {
+    /// The user is disabled.
+    pub user_disabled: bool,
+    /// The token names a session that is revoked or gone.
+    pub session_ended: bool,
+    /// The token's `jti` is on the deny list.
+    pub denied: bool,
+}
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The `sid`.
+    pub id: String,
+    /// The user's username key.
+    pub user_key: String,
+    /// Scopes granted at login.
+    pub scope: String,
+}
+
+/// What presenting a refresh token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// Retired the old token, stored the new one.
+    Rotated(Session),
+    /// The token was already used: its whole family is now revoked.
+    Reused,
+    /// Unknown, expired, or its session was ended.
+    Invalid,
+}
+
+/// A refresh token as introspection sees it.
+#[derive(Debug, Clone)]
+pub struct RefreshTokenInfo {
+    /// Its session.
+    pub session: Session,
+    /// Issued at.
+    pub created_at: i64,
+    /// Expires at.
+    pub expires_at: i64,
+    /// Still usable: not used, not expired, session not ended.
+    pub active: bool,
+}
+
+/// A signing key row.
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    /// Key id.
+    pub kid: String,
+    /// JOSE algorithm name.
+    pub algorithm: String,
+    /// Sealed private key; `None` for the secret's own HS256 key.
+    pub sealed_private: Option<Vec<u8>>,
+    /// Public JWK as JSON text.
+    pub public_jwk: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// When a newer key took over signing.
+    pub superseded_at: Option<i64>,
+}
+
 /// What can go wrong in storage.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -91,19 +169,62 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces `old` by `new` only if the stored hash is still `old`, so an
     /// upgrade after login never undoes a password change made meanwhile.
-    async fn upgrade_password_hash(
-        &self,
-        key: &str,
-        old: &StoredHash,
-        new: &StoredHash,
-        now: i64,
-    ) -> StoreResult<bool>;
+    async fn upgrade_password_hash(&self, key: &str, old: &StoredHash, new: &StoredHash, now: i64)
+    -> StoreResult<bool>;
 
     /// Disables or enables a user; `false` when there is no such user.
     async fn set_disabled(&self, key: &str, disabled: bool, now: i64) -> StoreResult<bool>;
 
-    /// Deletes a user; `false` when there is no such user.
+    /// Deletes a user (and, by cascade, their sessions); `false` when there
+    /// is no such user.
     async fn delete_user(&self, key: &str) -> StoreResult<bool>;
+
+    /// Applies a patch; ends all the user's sessions when it disables the
+    /// user or sets a password. `None` when there is no such user.
+    async fn update_user(&self, key: &str, patch: &UserPatch, now: i64) -> StoreResult<Option<User>>;
+
+    /// Where a token's user, session and `jti` stand; `None` when the user
+    /// no longer exists.
+    async fn token_standing(&self, user_key: &str, sid: Option<&str>, jti: &str) -> StoreResult<Option<TokenStanding>>;
+
+    /// Starts a session with its first refresh token.
+    async fn create_session(&self, session: &Session, refresh_hash: &str, expires_at: i64, now: i64)
+    -> StoreResult<()>;
+
+    /// Retires `old_hash` and stores `new_hash` in its place, atomically: of
+    /// two concurrent calls with one token, at most one rotates. A token
+    /// already used revokes its whole session.
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<Rotation>;
+
+    /// Looks a refresh token up without using it.
+    async fn refresh_token_info(&self, hash: &str, now: i64) -> StoreResult<Option<RefreshTokenInfo>>;
+
+    /// Ends one session; `false` when it did not exist.
+    async fn end_session(&self, sid: &str, now: i64) -> StoreResult<bool>;
+
+    /// Ends every session of a user.
+    async fn end_user_sessions(&self, user_key: &str, now: i64) -> StoreResult<()>;
+
+    /// Denies an access token until `expires_at`.
+    async fn deny_token(&self, jti: &str, expires_at: i64) -> StoreResult<()>;
+
+    /// Drops deny-list entries, refresh tokens and sessions expired before
+    /// `before`. Returns how many rows went.
+    async fn prune(&self, before: i64) -> StoreResult<u64>;
+
+    /// All signing keys, oldest first.
+    async fn list_keys(&self) -> StoreResult<Vec<KeyRow>>;
+
+    /// Makes `key` the signing key: supersedes the current one, in one
+    /// transaction. With `only_if_none`, does nothing when any key exists
+    /// (two instances starting on a new database create one key, not two).
+    async fn add_signing_key(&self, key: &KeyRow, only_if_none: bool) -> StoreResult<bool>;
 }
 
 /// The store as the rest of the program holds it.

@@ -5,12 +5,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{NewUser, Store, StoreError, StoreResult, User};
+use super::{
+    KeyRow, NewUser, RefreshTokenInfo, Rotation, Session, Store, StoreError, StoreResult, TokenStanding, User,
+    UserPatch,
+};
 use crate::auth::password::StoredHash;
 use crate::domain::Scopes;
 
@@ -33,10 +34,7 @@ impl SqliteStore {
             .foreign_keys(true)
             // The CLI may write while the server runs: wait for its lock.
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore { pool })
     }
@@ -81,9 +79,7 @@ impl Store for SqliteStore {
     }
 
     async fn count_users(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("select count(*) from users")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar("select count(*) from users").fetch_one(&self.pool).await?)
     }
 
     async fn insert_user(&self, user: &NewUser, now: i64) -> StoreResult<()> {
@@ -128,14 +124,12 @@ impl Store for SqliteStore {
     }
 
     async fn set_password_hash(&self, key: &str, hash: &StoredHash, now: i64) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "update users set password_hash = $1, updated_at = $2 where username_key = $3",
-        )
-        .bind(hash.expose())
-        .bind(now)
-        .bind(key)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query("update users set password_hash = $1, updated_at = $2 where username_key = $3")
+            .bind(hash.expose())
+            .bind(now)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -159,21 +153,310 @@ impl Store for SqliteStore {
     }
 
     async fn set_disabled(&self, key: &str, disabled: bool, now: i64) -> StoreResult<bool> {
-        let done =
-            sqlx::query("update users set disabled = $1, updated_at = $2 where username_key = $3")
-                .bind(disabled)
-                .bind(now)
-                .bind(key)
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn delete_user(&self, key: &str) -> StoreResult<bool> {
-        let done = sqlx::query("delete from users where username_key = $1")
+        let done = sqlx::query("update users set disabled = $1, updated_at = $2 where username_key = $3")
+            .bind(disabled)
+            .bind(now)
             .bind(key)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_user(&self, key: &str) -> StoreResult<bool> {
+        let done = sqlx::query("delete from users where username_key = $1").bind(key).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn update_user(&self, key: &str, patch: &UserPatch, now: i64) -> StoreResult<Option<User>> {
+        let mut tx = self.pool.begin().await?;
+        // Each field is set only when the patch carries it: `$n_set` flags
+        // keep this one statement instead of one per combination.
+        let done = sqlx::query(
+            "update users set
+                email = case when $1 then $2 else email end,
+                full_name = case when $3 then $4 else full_name end,
+                scopes = coalesce($5, scopes),
+                disabled = coalesce($6, disabled),
+                password_hash = coalesce($7, password_hash),
+                updated_at = $8
+             where username_key = $9",
+        )
+        .bind(patch.email.is_some())
+        .bind(patch.email.clone().flatten())
+        .bind(patch.full_name.is_some())
+        .bind(patch.full_name.clone().flatten())
+        .bind(patch.scopes.as_ref().map(ToString::to_string))
+        .bind(patch.disabled)
+        .bind(patch.password_hash.as_ref().map(|h| h.expose().to_owned()))
+        .bind(now)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        if patch.disabled == Some(true) || patch.password_hash.is_some() {
+            sqlx::query("update sessions set revoked_at = $1 where user_key = $2 and revoked_at is null")
+                .bind(now)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let row = sqlx::query(
+            "select username, email, full_name, disabled, scopes, password_hash from users where username_key = $1",
+        )
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        user_from_row(&row).map(Some)
+    }
+
+    async fn token_standing(&self, user_key: &str, sid: Option<&str>, jti: &str) -> StoreResult<Option<TokenStanding>> {
+        let row = sqlx::query(
+            "select u.disabled,
+                    (select count(*) from sessions s where s.id = $2 and s.revoked_at is null) as live_sessions,
+                    (select count(*) from denied_tokens d where d.jti = $3) as denials
+             from users u where u.username_key = $1",
+        )
+        .bind(user_key)
+        .bind(sid.unwrap_or_default())
+        .bind(jti)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let live: i64 = row.try_get("live_sessions")?;
+        let denials: i64 = row.try_get("denials")?;
+        Ok(Some(TokenStanding {
+            user_disabled: row.try_get("disabled")?,
+            session_ended: sid.is_some() && live == 0,
+            denied: denials > 0,
+        }))
+    }
+
+    async fn create_session(
+        &self,
+        session: &Session,
+        refresh_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("insert into sessions (id, user_key, scope, created_at, expires_at) values ($1, $2, $3, $4, $5)")
+            .bind(&session.id)
+            .bind(&session.user_key)
+            .bind(&session.scope)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "insert into refresh_tokens (token_hash, session_id, created_at, expires_at) values ($1, $2, $3, $4)",
+        )
+        .bind(refresh_hash)
+        .bind(&session.id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<Rotation> {
+        // The conditional update takes SQLite's write lock first, so two
+        // racing rotations serialize here and only one sees `used_at` null.
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "update refresh_tokens set used_at = $1
+             where token_hash = $2 and used_at is null and expires_at > $1
+             returning session_id",
+        )
+        .bind(now)
+        .bind(old_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(claimed) = claimed else {
+            let used: Option<(String, Option<i64>)> =
+                sqlx::query_as("select session_id, used_at from refresh_tokens where token_hash = $1")
+                    .bind(old_hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let outcome = match used {
+                Some((session_id, Some(_))) => {
+                    sqlx::query("update sessions set revoked_at = $1 where id = $2 and revoked_at is null")
+                        .bind(now)
+                        .bind(session_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    Rotation::Reused
+                }
+                _ => Rotation::Invalid,
+            };
+            tx.commit().await?;
+            return Ok(outcome);
+        };
+        let session_id: String = claimed.try_get("session_id")?;
+        let session = sqlx::query(
+            "select s.id, s.user_key, s.scope from sessions s join users u on u.username_key = s.user_key
+             where s.id = $1 and s.revoked_at is null and u.disabled = false",
+        )
+        .bind(&session_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(session) = session else {
+            tx.commit().await?;
+            return Ok(Rotation::Invalid);
+        };
+        sqlx::query(
+            "insert into refresh_tokens (token_hash, session_id, created_at, expires_at) values ($1, $2, $3, $4)",
+        )
+        .bind(new_hash)
+        .bind(&session_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("update sessions set expires_at = $1 where id = $2")
+            .bind(expires_at)
+            .bind(&session_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Rotation::Rotated(Session {
+            id: session.try_get("id")?,
+            user_key: session.try_get("user_key")?,
+            scope: session.try_get("scope")?,
+        }))
+    }
+
+    async fn refresh_token_info(&self, hash: &str, now: i64) -> StoreResult<Option<RefreshTokenInfo>> {
+        let row = sqlx::query(
+            "select s.id, s.user_key, s.scope, s.revoked_at, r.created_at, r.expires_at, r.used_at, u.disabled
+             from refresh_tokens r join sessions s on s.id = r.session_id join users u on u.username_key = s.user_key
+             where r.token_hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let expires_at: i64 = row.try_get("expires_at")?;
+        let revoked: Option<i64> = row.try_get("revoked_at")?;
+        let used: Option<i64> = row.try_get("used_at")?;
+        let disabled: bool = row.try_get("disabled")?;
+        Ok(Some(RefreshTokenInfo {
+            session: Session {
+                id: row.try_get("id")?,
+                user_key: row.try_get("user_key")?,
+                scope: row.try_get("scope")?,
+            },
+            created_at: row.try_get("created_at")?,
+            expires_at,
+            active: revoked.is_none() && used.is_none() && !disabled && expires_at > now,
+        }))
+    }
+
+    async fn end_session(&self, sid: &str, now: i64) -> StoreResult<bool> {
+        let done = sqlx::query("update sessions set revoked_at = $1 where id = $2 and revoked_at is null")
+            .bind(now)
+            .bind(sid)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn end_user_sessions(&self, user_key: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("update sessions set revoked_at = $1 where user_key = $2 and revoked_at is null")
+            .bind(now)
+            .bind(user_key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn deny_token(&self, jti: &str, expires_at: i64) -> StoreResult<()> {
+        sqlx::query("insert into denied_tokens (jti, expires_at) values ($1, $2) on conflict (jti) do nothing")
+            .bind(jti)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn prune(&self, before: i64) -> StoreResult<u64> {
+        let mut gone = 0;
+        for sql in [
+            "delete from denied_tokens where expires_at < $1",
+            "delete from refresh_tokens where expires_at < $1",
+            "delete from sessions where expires_at < $1",
+        ] {
+            gone += sqlx::query(sql).bind(before).execute(&self.pool).await?.rows_affected();
+        }
+        Ok(gone)
+    }
+
+    async fn list_keys(&self) -> StoreResult<Vec<KeyRow>> {
+        let rows = sqlx::query(
+            "select kid, algorithm, sealed_private, public_jwk, created_at, superseded_at
+             from signing_keys order by created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(KeyRow {
+                    kid: row.try_get("kid")?,
+                    algorithm: row.try_get("algorithm")?,
+                    sealed_private: row.try_get("sealed_private")?,
+                    public_jwk: row.try_get("public_jwk")?,
+                    created_at: row.try_get("created_at")?,
+                    superseded_at: row.try_get("superseded_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_signing_key(&self, key: &KeyRow, only_if_none: bool) -> StoreResult<bool> {
+        if only_if_none {
+            // One statement, so a second instance starting at the same time
+            // waits for the write lock and then finds the key.
+            let done = sqlx::query(
+                "insert into signing_keys (kid, algorithm, sealed_private, public_jwk, created_at)
+                 select $1, $2, $3, $4, $5 where not exists (select 1 from signing_keys)",
+            )
+            .bind(&key.kid)
+            .bind(&key.algorithm)
+            .bind(&key.sealed_private)
+            .bind(&key.public_jwk)
+            .bind(key.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(conflict_or)?;
+            return Ok(done.rows_affected() == 1);
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("update signing_keys set superseded_at = $1 where superseded_at is null")
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "insert into signing_keys (kid, algorithm, sealed_private, public_jwk, created_at) values ($1, $2, $3, $4, $5)",
+        )
+        .bind(&key.kid)
+        .bind(&key.algorithm)
+        .bind(&key.sealed_private)
+        .bind(&key.public_jwk)
+        .bind(key.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_or)?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

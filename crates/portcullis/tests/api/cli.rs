@@ -9,13 +9,8 @@ use serde_json::Value;
 use crate::helpers::{ADMIN_PASSWORD, client, command, serve};
 
 fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = command(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        command(dir).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
     if let Some(text) = stdin {
         input.write_all(text.as_bytes()).unwrap();
@@ -25,11 +20,7 @@ fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 fn ok(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -57,16 +48,7 @@ async fn a_user_added_by_the_cli_logs_in_over_http_while_the_server_runs() {
 
     let out = cli(
         dir.path(),
-        &[
-            "user",
-            "add",
-            "grace",
-            "--email",
-            "grace@example.com",
-            "--scopes",
-            "items me",
-            "--password-stdin",
-        ],
+        &["user", "add", "grace", "--email", "grace@example.com", "--scopes", "items me", "--password-stdin"],
         Some("graces-password-1\n"),
     );
 
@@ -79,11 +61,7 @@ async fn a_user_added_by_the_cli_logs_in_over_http_while_the_server_runs() {
 async fn disable_enable_passwd_and_delete_take_effect_on_the_running_server() {
     let dir = tempfile::tempdir().unwrap();
     let server = server(dir.path());
-    ok(&cli(
-        dir.path(),
-        &["user", "add", "heidi", "--password-stdin"],
-        Some("heidis-password-1\n"),
-    ));
+    ok(&cli(dir.path(), &["user", "add", "heidi", "--password-stdin"], Some("heidis-password-1\n")));
 
     ok(&cli(dir.path(), &["user", "disable", "heidi"], None));
     assert_eq!(login(&server.url, "heidi", "heidis-password-1").await, 400);
@@ -91,22 +69,12 @@ async fn disable_enable_passwd_and_delete_take_effect_on_the_running_server() {
     ok(&cli(dir.path(), &["user", "enable", "HEIDI"], None));
     assert_eq!(login(&server.url, "heidi", "heidis-password-1").await, 200);
 
-    ok(&cli(
-        dir.path(),
-        &["user", "passwd", "heidi", "--password-stdin"],
-        Some("heidis-new-password\n"),
-    ));
+    ok(&cli(dir.path(), &["user", "passwd", "heidi", "--password-stdin"], Some("heidis-new-password\n")));
     assert_eq!(login(&server.url, "heidi", "heidis-password-1").await, 401);
-    assert_eq!(
-        login(&server.url, "heidi", "heidis-new-password").await,
-        200
-    );
+    assert_eq!(login(&server.url, "heidi", "heidis-new-password").await, 200);
 
     ok(&cli(dir.path(), &["user", "delete", "heidi"], None));
-    assert_eq!(
-        login(&server.url, "heidi", "heidis-new-password").await,
-        401
-    );
+    assert_eq!(login(&server.url, "heidi", "heidis-new-password").await, 401);
 }
 
 #[test]
@@ -114,15 +82,7 @@ fn user_list_json_prints_profiles_without_hashes() {
     let dir = tempfile::tempdir().unwrap();
     ok(&cli(
         dir.path(),
-        &[
-            "user",
-            "add",
-            "ivan",
-            "--admin",
-            "--full-name",
-            "Ivan I",
-            "--password-stdin",
-        ],
+        &["user", "add", "ivan", "--admin", "--full-name", "Ivan I", "--password-stdin"],
         Some("ivans-password-1\n"),
     ));
 
@@ -141,53 +101,22 @@ fn user_list_json_prints_profiles_without_hashes() {
 #[test]
 fn bad_passwords_names_and_duplicates_are_refused_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
-    ok(&cli(
-        dir.path(),
-        &["user", "add", "Judy", "--password-stdin"],
-        Some("judys-password-1\n"),
-    ));
+    ok(&cli(dir.path(), &["user", "add", "Judy", "--password-stdin"], Some("judys-password-1\n")));
 
     let cases = [
-        (
-            vec!["user", "add", "judy", "--password-stdin"],
-            "judys-password-2\n",
-            "already exists",
-        ),
-        (
-            vec!["user", "add", "ｊｕｄｙ", "--password-stdin"],
-            "judys-password-2\n",
-            "already exists",
-        ),
-        (
-            vec!["user", "add", "kim", "--password-stdin"],
-            "short\n",
-            "at least 8",
-        ),
-        (
-            vec!["user", "add", "kim", "--password-stdin"],
-            "password123\n",
-            "too common",
-        ),
-        (
-            vec!["user", "add", "kim lee", "--password-stdin"],
-            "kims-password-1\n",
-            "spaces",
-        ),
-        (
-            vec!["user", "passwd", "nobody", "--password-stdin"],
-            "nobodys-password\n",
-            "no user",
-        ),
+        (vec!["user", "add", "judy", "--password-stdin"], "judys-password-2\n", "already exists"),
+        (vec!["user", "add", "ｊｕｄｙ", "--password-stdin"], "judys-password-2\n", "already exists"),
+        (vec!["user", "add", "kim", "--password-stdin"], "short\n", "at least 8"),
+        (vec!["user", "add", "kim", "--password-stdin"], "password123\n", "too common"),
+        (vec!["user", "add", "kim lee", "--password-stdin"], "kims-password-1\n", "spaces"),
+        (vec!["user", "passwd", "nobody", "--password-stdin"], "nobodys-password\n", "no user"),
     ];
     for (args, stdin, reason) in cases {
         let out = cli(dir.path(), &args, Some(stdin));
         assert!(!out.status.success(), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(reason), "{args:?}: {stderr}");
-        assert!(
-            !stderr.contains(stdin.trim()) || stdin.trim().len() < 8,
-            "the password is not echoed: {stderr}"
-        );
+        assert!(!stderr.contains(stdin.trim()) || stdin.trim().len() < 8, "the password is not echoed: {stderr}");
     }
 }
 
@@ -204,14 +133,14 @@ fn without_a_terminal_the_cli_asks_for_password_stdin() {
 /// A passlib-style hash made by Python's `bcrypt` (what passlib calls).
 fn python_bcrypt_hash(password: &str) -> String {
     let out = std::process::Command::new("python3")
-        .args(["-c", "import bcrypt,sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(rounds=12)).decode())", password])
+        .args([
+            "-c",
+            "import bcrypt,sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(rounds=12)).decode())",
+            password,
+        ])
         .output()
         .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "python bcrypt: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "python bcrypt: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -233,23 +162,12 @@ async fn imported_tutorial_users_log_in_with_their_old_passwords_and_get_argon2i
     let file = dir.path().join("fake_users_db.json");
     std::fs::write(&file, db.to_string()).unwrap();
 
-    let out = ok(&cli(
-        dir.path(),
-        &["user", "import", file.to_str().unwrap()],
-        None,
-    ));
+    let out = ok(&cli(dir.path(), &["user", "import", file.to_str().unwrap()], None));
 
     assert!(out.contains("imported 3"), "{out}");
     assert_eq!(login(&server.url, "johndoe", "secret").await, 200);
-    assert_eq!(
-        login(&server.url, "mallory", "migrated-password-1").await,
-        200
-    );
-    assert_eq!(
-        login(&server.url, "olivia", "olivias-password").await,
-        400,
-        "imported as disabled"
-    );
+    assert_eq!(login(&server.url, "mallory", "migrated-password-1").await, 200);
+    assert_eq!(login(&server.url, "olivia", "olivias-password").await, 400, "imported as disabled");
     let hash_of = |name: &str| {
         let db = dir.path().join("portcullis.db");
         let out = std::process::Command::new("python3")
@@ -262,33 +180,18 @@ async fn imported_tutorial_users_log_in_with_their_old_passwords_and_get_argon2i
     };
     let mut upgraded = false;
     for _ in 0..100 {
-        if hash_of("mallory").starts_with("$argon2id$")
-            && hash_of("johndoe").starts_with("$argon2id$")
-        {
+        if hash_of("mallory").starts_with("$argon2id$") && hash_of("johndoe").starts_with("$argon2id$") {
             upgraded = true;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(upgraded, "hashes were not upgraded to argon2id");
-    assert!(
-        hash_of("olivia").starts_with("$2b$"),
-        "a failed (inactive) login upgrades nothing"
-    );
-    assert_eq!(
-        login(&server.url, "mallory", "migrated-password-1").await,
-        200
-    );
+    assert!(hash_of("olivia").starts_with("$2b$"), "a failed (inactive) login upgrades nothing");
+    assert_eq!(login(&server.url, "mallory", "migrated-password-1").await, 200);
 
-    let again = ok(&cli(
-        dir.path(),
-        &["user", "import", file.to_str().unwrap()],
-        None,
-    ));
-    assert!(
-        again.contains("imported 0") && again.contains("skipped 3"),
-        "{again}"
-    );
+    let again = ok(&cli(dir.path(), &["user", "import", file.to_str().unwrap()], None));
+    assert!(again.contains("imported 0") && again.contains("skipped 3"), "{again}");
 }
 
 #[test]
@@ -302,18 +205,11 @@ fn an_import_with_a_bad_entry_writes_nothing() {
     )
     .unwrap();
 
-    let out = cli(
-        dir.path(),
-        &["user", "import", file.to_str().unwrap()],
-        None,
-    );
+    let out = cli(dir.path(), &["user", "import", file.to_str().unwrap()], None);
 
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("\"b\"") && !stderr.contains("plaintext-oops"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("\"b\"") && !stderr.contains("plaintext-oops"), "{stderr}");
     let list = ok(&cli(dir.path(), &["user", "list", "--json"], None));
     assert_eq!(list.trim(), "[]");
 }

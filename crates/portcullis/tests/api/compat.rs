@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use crate::helpers::{ADMIN_PASSWORD, SECRET, spawn_app, spawn_with};
 
 fn tutorial_resource_server(secret: &str, token: &str) -> Result<String, String> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/python/tutorial_resource_server.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/tutorial_resource_server.py");
     let out = std::process::Command::new("python3")
         .arg(script)
         .env("SECRET_KEY", secret)
@@ -16,15 +15,8 @@ fn tutorial_resource_server(secret: &str, token: &str) -> Result<String, String>
         .output()
         .expect("python3 runs");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !stderr.contains("ModuleNotFoundError"),
-        "PyJWT is not installed: pip install pyjwt ({stderr})"
-    );
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    } else {
-        Err(stderr)
-    }
+    assert!(!stderr.contains("ModuleNotFoundError"), "PyJWT is not installed: pip install pyjwt ({stderr})");
+    if out.status.success() { Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned()) } else { Err(stderr) }
 }
 
 #[tokio::test]
@@ -33,10 +25,7 @@ async fn a_tutorial_resource_server_accepts_a_portcullis_token_and_reads_sub() {
     app.add_user("johndoe", "johns-password-1", "").await;
     let token = app.access_token("johndoe", "johns-password-1").await;
 
-    assert_eq!(
-        tutorial_resource_server(SECRET, &token),
-        Ok("johndoe".into())
-    );
+    assert_eq!(tutorial_resource_server(SECRET, &token), Ok("johndoe".into()));
 }
 
 #[tokio::test]

@@ -14,10 +14,7 @@ async fn the_openapi_document_declares_the_password_flow_and_protected_routes() 
     let scheme = &doc["components"]["securitySchemes"]["OAuth2PasswordBearer"];
     assert_eq!(scheme["type"], "oauth2");
     let token_url = scheme["flows"]["password"]["tokenUrl"].as_str().unwrap();
-    assert!(
-        !token_url.starts_with('/') && !token_url.contains("://"),
-        "relative: {token_url}"
-    );
+    assert!(!token_url.starts_with('/') && !token_url.contains("://"), "relative: {token_url}");
     assert!(token_url.ends_with("token"));
     assert!(doc["paths"]["/users/me"]["get"]["security"].is_array());
     assert!(doc["paths"]["/token"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"].is_object());
@@ -37,12 +34,7 @@ async fn swagger_ui_is_served_from_the_binary() {
     assert_eq!(bundle.status(), 200);
     assert!(bundle.text().await.unwrap().len() > 100_000);
 
-    let config = app
-        .get("/docs/swagger-initializer.js", None)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let config = app.get("/docs/swagger-initializer.js", None).await.text().await.unwrap();
     assert!(config.contains("openapi.json"), "{config}");
 }
 

@@ -40,6 +40,8 @@ pub fn test_config(dir: &Path) -> ServeConfig {
         issuer: "http://portcullis.test".into(),
         audience: vec![],
         access_token_ttl: Duration::from_secs(900),
+        refresh_token_ttl: Duration::from_secs(14 * 86400),
+        algorithm: portcullis::auth::keys::KeyAlgorithm::Hs256,
         bootstrap_admin_password: Some(ADMIN_PASSWORD.into()),
         hash_threads: 2,
         hash_queue: 64,
@@ -58,13 +60,7 @@ pub async fn spawn_with(change: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let addr: SocketAddr = server.local_addr().unwrap();
     let state = server.state().clone();
     tokio::spawn(server.run());
-    TestApp {
-        url: format!("http://{addr}"),
-        client: client(),
-        state,
-        config,
-        _dir: dir,
-    }
+    TestApp { url: format!("http://{addr}"), client: client(), state, config, _dir: dir }
 }
 
 pub fn client() -> reqwest::Client {
@@ -107,8 +103,7 @@ impl TestApp {
     }
 
     pub async fn me(&self, token: &str) -> reqwest::Response {
-        self.get("/users/me", Some(&format!("Bearer {token}")))
-            .await
+        self.get("/users/me", Some(&format!("Bearer {token}"))).await
     }
 
     pub async fn add_user(&self, name: &str, password: &str, scopes: &str) {
@@ -133,9 +128,7 @@ impl TestApp {
 pub fn jwt_part(token: &str, index: usize) -> Value {
     use base64::Engine;
     let part = token.split('.').nth(index).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
 
@@ -206,21 +199,13 @@ pub fn serve_prepared(mut cmd: Command, log_dir: &Path) -> Process {
             }
             _ => {
                 let _ = child.wait();
-                panic!(
-                    "server exited before listening: {}",
-                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                );
+                panic!("server exited before listening: {}", std::fs::read_to_string(&stderr_path).unwrap_or_default());
             }
         }
     };
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Process {
-        child,
-        url,
-        stdout_first_lines: first,
-        stderr_path,
-    }
+    Process { child, url, stdout_first_lines: first, stderr_path }
 }
 
 fn rand_suffix() -> u64 {

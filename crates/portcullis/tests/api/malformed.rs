@@ -17,24 +17,15 @@ async fn a_missing_field_is_an_invalid_request_naming_it() {
 
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_request");
-    assert!(
-        body["detail"].as_str().unwrap().contains("password"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().contains("password"), "{body}");
 }
 
 #[tokio::test]
 async fn an_unknown_grant_type_is_unsupported() {
     let app = spawn_app().await;
 
-    let (status, body) = detail(
-        app.post_form(
-            "/token",
-            "grant_type=client_credentials&username=a&password=b",
-        )
-        .await,
-    )
-    .await;
+    let (status, body) =
+        detail(app.post_form("/token", "grant_type=client_credentials&username=a&password=b").await).await;
 
     assert_eq!(status, 400);
     assert_eq!(body["error"], "unsupported_grant_type");
@@ -55,43 +46,25 @@ async fn json_sent_to_the_form_endpoint_is_explained() {
 
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_request");
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("x-www-form-urlencoded"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().contains("x-www-form-urlencoded"), "{body}");
 }
 
 #[tokio::test]
 async fn a_body_without_content_type_is_explained() {
     let app = spawn_app().await;
 
-    let response = app
-        .client
-        .post(format!("{}/token", app.url))
-        .body("username=a&password=b")
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.post(format!("{}/token", app.url)).body("username=a&password=b").send().await.unwrap();
     let (status, body) = detail(response).await;
 
     assert_eq!(status, 400);
-    assert!(
-        body["detail"].as_str().unwrap().contains("Content-Type"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().contains("Content-Type"), "{body}");
 }
 
 #[tokio::test]
 async fn invalid_utf8_in_the_form_is_refused() {
     let app = spawn_app().await;
 
-    for body in [
-        &b"username=%FF%FE&password=x"[..],
-        &b"username=\xff\xfe&password=x"[..],
-    ] {
+    for body in [&b"username=%FF%FE&password=x"[..], &b"username=\xff\xfe&password=x"[..]] {
         let response = app
             .client
             .post(format!("{}/token", app.url))
@@ -114,24 +87,14 @@ async fn a_body_over_64_kib_is_413() {
     let (status, body) = detail(app.post_form("/token", &big).await).await;
 
     assert_eq!(status, 413);
-    assert!(
-        body["detail"].as_str().unwrap().contains("64 KiB"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().contains("64 KiB"), "{body}");
 }
 
 #[tokio::test]
 async fn a_chunked_body_over_64_kib_is_413_too() {
     let app = spawn_app().await;
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..80)
-        .map(|i| {
-            Ok(if i == 0 {
-                b"username=admin&password=".to_vec()
-            } else {
-                vec![b'x'; 1024]
-            })
-        })
-        .collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..80).map(|i| Ok(if i == 0 { b"username=admin&password=".to_vec() } else { vec![b'x'; 1024] })).collect();
     let stream = futures_stream(chunks);
 
     let response = app
@@ -168,10 +131,7 @@ async fn credentials_in_the_query_string_are_refused() {
 
     let response = app
         .client
-        .post(format!(
-            "{}/token?username=admin&password={ADMIN_PASSWORD}",
-            app.url
-        ))
+        .post(format!("{}/token?username=admin&password={ADMIN_PASSWORD}", app.url))
         .form(&[("username", "admin"), ("password", ADMIN_PASSWORD)])
         .send()
         .await
@@ -187,11 +147,7 @@ async fn credentials_in_the_query_string_are_refused() {
 async fn a_repeated_parameter_is_refused() {
     let app = spawn_app().await;
 
-    let (status, body) = detail(
-        app.post_form("/token", "username=admin&username=root&password=x")
-            .await,
-    )
-    .await;
+    let (status, body) = detail(app.post_form("/token", "username=admin&username=root&password=x").await).await;
 
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_request");
@@ -216,10 +172,7 @@ async fn unknown_routes_and_methods_answer_in_json() {
     assert_eq!((status, body["detail"].as_str()), (404, Some("Not Found")));
 
     let (status, body) = detail(app.get("/token", None).await).await;
-    assert_eq!(
-        (status, body["detail"].as_str()),
-        (405, Some("Method Not Allowed"))
-    );
+    assert_eq!((status, body["detail"].as_str()), (405, Some("Method Not Allowed")));
 }
 
 #[tokio::test]

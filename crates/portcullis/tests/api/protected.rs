@@ -21,22 +21,10 @@ fn claims(app: &TestApp, sub: &str, now: u64) -> Value {
 async fn assert_invalid_token(app: &TestApp, token: &str) {
     let response = app.me(token).await;
     assert_eq!(response.status(), 401, "token {token}");
-    let challenge = response.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        challenge.starts_with("Bearer error=\"invalid_token\""),
-        "{challenge}"
-    );
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.starts_with("Bearer error=\"invalid_token\""), "{challenge}");
     let body: Value = response.json().await.unwrap();
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("Could not validate credentials"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().starts_with("Could not validate credentials"), "{body}");
 }
 
 #[tokio::test]
@@ -81,32 +69,17 @@ async fn no_token_gets_a_bare_bearer_challenge() {
 async fn a_garbled_authorization_header_is_refused_with_401() {
     let app = spawn_app().await;
 
-    for value in [
-        "Basic YWRtaW46cGFzc3dvcmQ=",
-        "Bearer",
-        "Bearer ",
-        "Token abc",
-        "garbage",
-        "Bearer a.b",
-        "Bearer .....",
-    ] {
+    for value in
+        ["Basic YWRtaW46cGFzc3dvcmQ=", "Bearer", "Bearer ", "Token abc", "garbage", "Bearer a.b", "Bearer ....."]
+    {
         let response = app.get("/users/me", Some(value)).await;
         assert_eq!(response.status(), 401, "{value:?}");
-        assert!(
-            response.headers()["www-authenticate"]
-                .to_str()
-                .unwrap()
-                .starts_with("Bearer"),
-            "{value:?}"
-        );
+        assert!(response.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"), "{value:?}");
     }
     let raw = app
         .client
         .get(format!("{}/users/me", app.url))
-        .header(
-            "authorization",
-            reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap(),
-        )
+        .header("authorization", reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap())
         .send()
         .await
         .unwrap();
@@ -117,7 +90,7 @@ async fn a_garbled_authorization_header_is_refused_with_401() {
 async fn an_expired_token_is_refused() {
     let app = spawn_app().await;
     let past = now() - 3600;
-    let token = app.state.issuer.issue("admin", &Default::default(), past);
+    let token = app.state.issuer.issue("admin", &Default::default(), None, past);
 
     assert_invalid_token(&app, &token.jwt).await;
 }
@@ -125,10 +98,7 @@ async fn an_expired_token_is_refused() {
 #[tokio::test]
 async fn a_token_not_valid_yet_is_refused() {
     let app = spawn_app().await;
-    let token = app
-        .state
-        .issuer
-        .issue("admin", &Default::default(), now() + 600);
+    let token = app.state.issuer.issue("admin", &Default::default(), None, now() + 600);
 
     assert_invalid_token(&app, &token.jwt).await;
 }
@@ -137,7 +107,7 @@ async fn a_token_not_valid_yet_is_refused() {
 async fn a_token_issued_with_the_servers_own_issuer_now_is_accepted() {
     // The control for the two tests above: the same path with `now`.
     let app = spawn_app().await;
-    let token = app.state.issuer.issue("admin", &Default::default(), now());
+    let token = app.state.issuer.issue("admin", &Default::default(), None, now());
 
     assert_eq!(app.me(&token.jwt).await.status(), 200);
 }
@@ -158,12 +128,7 @@ async fn a_tampered_signature_or_payload_is_refused() {
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut claims: Value = serde_json::from_slice(&engine.decode(parts[1]).unwrap()).unwrap();
     claims["sub"] = json!("someone-else");
-    let swapped = format!(
-        "{}.{}.{}",
-        parts[0],
-        engine.encode(claims.to_string()),
-        parts[2]
-    );
+    let swapped = format!("{}.{}.{}", parts[0], engine.encode(claims.to_string()), parts[2]);
     assert_invalid_token(&app, &swapped).await;
 }
 
@@ -182,11 +147,7 @@ async fn alg_none_is_refused() {
 #[tokio::test]
 async fn an_hs256_token_signed_with_another_secret_is_refused() {
     let app = spawn_app().await;
-    let token = app.forge(
-        &at_header(),
-        &claims(&app, "admin", now()),
-        b"another-secret-0123456789abcdef0123456789",
-    );
+    let token = app.forge(&at_header(), &claims(&app, "admin", now()), b"another-secret-0123456789abcdef0123456789");
 
     assert_invalid_token(&app, &token).await;
 }
@@ -206,11 +167,7 @@ async fn a_token_with_the_right_secret_but_another_algorithm_is_refused() {
 async fn a_jwt_that_is_not_an_access_token_is_refused() {
     // Same key, same claims, but `typ: JWT` (e.g. an ID token): RFC 9068 §4.
     let app = spawn_app().await;
-    let token = app.forge(
-        &Header::new(Algorithm::HS256),
-        &claims(&app, "admin", now()),
-        SECRET.as_bytes(),
-    );
+    let token = app.forge(&Header::new(Algorithm::HS256), &claims(&app, "admin", now()), SECRET.as_bytes());
 
     assert_invalid_token(&app, &token).await;
 }
@@ -220,11 +177,7 @@ async fn a_forged_token_with_the_right_secret_is_the_control() {
     // Proves the forging helper makes tokens the server accepts, so the
     // refusals above are about what they change and nothing else.
     let app = spawn_app().await;
-    let token = app.forge(
-        &at_header(),
-        &claims(&app, "admin", now()),
-        SECRET.as_bytes(),
-    );
+    let token = app.forge(&at_header(), &claims(&app, "admin", now()), SECRET.as_bytes());
 
     assert_eq!(app.me(&token).await.status(), 200);
 }
@@ -247,12 +200,7 @@ async fn with_an_audience_configured_a_token_for_another_audience_is_refused() {
     c["aud"] = json!("other-api");
     assert_invalid_token(&app, &app.forge(&at_header(), &c, SECRET.as_bytes())).await;
     c["aud"] = json!(["other-api", "my-api"]);
-    assert_eq!(
-        app.me(&app.forge(&at_header(), &c, SECRET.as_bytes()))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.me(&app.forge(&at_header(), &c, SECRET.as_bytes())).await.status(), 200);
 }
 
 #[tokio::test]

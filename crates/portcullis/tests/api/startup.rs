@@ -24,53 +24,28 @@ async fn a_first_start_creates_the_database_the_secret_and_an_admin_with_a_print
 
     assert!(dir.path().join("portcullis.db").exists());
     let secret = dir.path().join("portcullis.secret");
-    assert_eq!(
-        std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(std::fs::read_to_string(&secret).unwrap().trim().len() >= 64);
-    let line = server
-        .stdout_first_lines
-        .iter()
-        .find(|l| l.contains("admin"))
-        .expect("password printed");
+    let line = server.stdout_first_lines.iter().find(|l| l.contains("admin")).expect("password printed");
     let password = line.rsplit(": ").next().unwrap().trim();
     let (status, _) = login_status(&server.url, "admin", password).await;
     assert_eq!(status, 200);
-    assert!(
-        server.stderr().contains("generated"),
-        "the log says a secret was generated"
-    );
-    assert!(
-        !server.stderr().contains(password),
-        "the password never reaches the log"
-    );
+    assert!(server.stderr().contains("generated"), "the log says a secret was generated");
+    assert!(!server.stderr().contains(password), "the password never reaches the log");
 }
 
 #[tokio::test]
 async fn a_second_start_prints_no_password_and_keeps_tokens_valid() {
     let dir = tempfile::tempdir().unwrap();
     let first = serve(command(dir.path()), dir.path());
-    let line = first
-        .stdout_first_lines
-        .iter()
-        .find(|l| l.contains("password"))
-        .unwrap()
-        .clone();
+    let line = first.stdout_first_lines.iter().find(|l| l.contains("password")).unwrap().clone();
     let password = line.rsplit(": ").next().unwrap().trim().to_owned();
     let (_, body) = login_status(&first.url, "admin", &password).await;
     drop(first);
 
     let second = serve(command(dir.path()), dir.path());
 
-    assert!(
-        second
-            .stdout_first_lines
-            .iter()
-            .all(|l| !l.contains("password")),
-        "{:?}",
-        second.stdout_first_lines
-    );
+    assert!(second.stdout_first_lines.iter().all(|l| !l.contains("password")), "{:?}", second.stdout_first_lines);
     let me = client()
         .get(format!("{}/users/me", second.url))
         .bearer_auth(body["access_token"].as_str().unwrap())
@@ -91,17 +66,9 @@ async fn a_bootstrap_password_from_the_environment_is_used_and_never_printed() {
 
     let server = serve(cmd, dir.path());
 
-    assert!(
-        server
-            .stdout_first_lines
-            .iter()
-            .all(|l| !l.contains(ADMIN_PASSWORD))
-    );
+    assert!(server.stdout_first_lines.iter().all(|l| !l.contains(ADMIN_PASSWORD)));
     assert!(!server.stderr().contains(ADMIN_PASSWORD));
-    assert_eq!(
-        login_status(&server.url, "admin", ADMIN_PASSWORD).await.0,
-        200
-    );
+    assert_eq!(login_status(&server.url, "admin", ADMIN_PASSWORD).await.0, 200);
 }
 
 fn start_fails_with(secret: &str) -> String {
@@ -111,10 +78,7 @@ fn start_fails_with(secret: &str) -> String {
         .args(["serve", "--bind", "127.0.0.1:0"])
         .output()
         .unwrap();
-    assert!(
-        !output.status.success(),
-        "start with secret {secret:?} should fail"
-    );
+    assert!(!output.status.success(), "start with secret {secret:?} should fail");
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -128,14 +92,8 @@ fn a_short_or_published_secret_stops_the_server_saying_how_to_make_one() {
         "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7",
     ] {
         let stderr = start_fails_with(secret);
-        assert!(
-            stderr.contains("openssl rand -hex 32"),
-            "{secret}: {stderr}"
-        );
-        assert!(
-            !stderr.contains(secret) || secret.len() < 8,
-            "the secret is not echoed: {stderr}"
-        );
+        assert!(stderr.contains("openssl rand -hex 32"), "{secret}: {stderr}");
+        assert!(!stderr.contains(secret) || secret.len() < 8, "the secret is not echoed: {stderr}");
     }
 }
 
@@ -143,15 +101,10 @@ fn a_short_or_published_secret_stops_the_server_saying_how_to_make_one() {
 async fn config_precedence_is_flag_then_env_then_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("portcullis.toml");
-    std::fs::write(
-        &file,
-        "access_token_ttl = \"30m\"\nissuer = \"http://from-file\"\n",
-    )
-    .unwrap();
+    std::fs::write(&file, "access_token_ttl = \"30m\"\nissuer = \"http://from-file\"\n").unwrap();
     let start = |env_ttl: Option<&str>, flag_ttl: Option<&str>| {
         let mut cmd = command(dir.path());
-        cmd.env("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("PORTCULLIS_CONFIG", &file);
+        cmd.env("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD).env("PORTCULLIS_CONFIG", &file);
         if let Some(ttl) = env_ttl {
             cmd.env("PORTCULLIS_ACCESS_TOKEN_TTL", ttl);
         }
@@ -163,34 +116,22 @@ async fn config_precedence_is_flag_then_env_then_file() {
     };
 
     let from_file = start(None, None);
-    assert_eq!(
-        ttl_and_issuer(&from_file.url).await,
-        (1800, "http://from-file".into())
-    );
+    assert_eq!(ttl_and_issuer(&from_file.url).await, (1800, "http://from-file".into()));
     drop(from_file);
 
     let from_env = start(Some("20m"), None);
-    assert_eq!(
-        ttl_and_issuer(&from_env.url).await,
-        (1200, "http://from-file".into())
-    );
+    assert_eq!(ttl_and_issuer(&from_env.url).await, (1200, "http://from-file".into()));
     drop(from_env);
 
     let from_flag = start(Some("20m"), Some("10m"));
-    assert_eq!(
-        ttl_and_issuer(&from_flag.url).await,
-        (600, "http://from-file".into())
-    );
+    assert_eq!(ttl_and_issuer(&from_flag.url).await, (600, "http://from-file".into()));
 }
 
 async fn ttl_and_issuer(url: &str) -> (u64, String) {
     let (status, body) = login_status(url, "admin", ADMIN_PASSWORD).await;
     assert_eq!(status, 200, "{body}");
     let claims = crate::helpers::jwt_part(body["access_token"].as_str().unwrap(), 1);
-    (
-        body["expires_in"].as_u64().unwrap(),
-        claims["iss"].as_str().unwrap().to_owned(),
-    )
+    (body["expires_in"].as_u64().unwrap(), claims["iss"].as_str().unwrap().to_owned())
 }
 
 #[test]
@@ -199,33 +140,22 @@ fn a_bad_config_file_is_reported_with_its_name() {
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "bnid = \"127.0.0.1:1\"\n").unwrap();
 
-    let output = command(dir.path())
-        .args(["serve", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let output = command(dir.path()).args(["serve", "--config"]).arg(&file).output().unwrap();
 
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("bad.toml") && stderr.contains("bnid"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("bad.toml") && stderr.contains("bnid"), "{stderr}");
 }
 
 #[tokio::test]
 async fn credentials_in_a_query_string_never_reach_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = command(dir.path());
-    cmd.env("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("RUST_LOG", "trace");
+    cmd.env("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD).env("RUST_LOG", "trace");
     let server = serve(cmd, dir.path());
 
     let response = client()
-        .post(format!(
-            "{}/token?username=admin&password=query-secret-12345",
-            server.url
-        ))
+        .post(format!("{}/token?username=admin&password=query-secret-12345", server.url))
         .form(&[("username", "admin"), ("password", "body-secret-67890")])
         .send()
         .await
@@ -234,23 +164,13 @@ async fn credentials_in_a_query_string_never_reach_the_log() {
     let (status, body) = login_status(&server.url, "admin", ADMIN_PASSWORD).await;
     assert_eq!(status, 200);
     let token = body["access_token"].as_str().unwrap().to_owned();
-    let me = client()
-        .get(format!("{}/users/me", server.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let me = client().get(format!("{}/users/me", server.url)).bearer_auth(&token).send().await.unwrap();
     assert_eq!(me.status(), 200);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
     let log = server.stderr();
     assert!(log.contains("/token"), "the request was logged at all");
-    for secret in [
-        "query-secret-12345",
-        "body-secret-67890",
-        ADMIN_PASSWORD,
-        token.as_str(),
-    ] {
+    for secret in ["query-secret-12345", "body-secret-67890", ADMIN_PASSWORD, token.as_str()] {
         assert!(!log.contains(secret), "{secret} leaked into the log");
     }
     assert!(!log.contains("$argon2id$"), "a hash leaked into the log");

@@ -23,21 +23,11 @@ async fn the_password_grant_returns_a_bearer_token_that_must_not_be_cached() {
 async fn login_is_the_same_endpoint_as_token() {
     let app = spawn_app().await;
 
-    let response = app
-        .post_form(
-            "/login",
-            &format!("username=admin&password={ADMIN_PASSWORD}"),
-        )
-        .await;
+    let response = app.post_form("/login", &format!("username=admin&password={ADMIN_PASSWORD}")).await;
 
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(
-        app.me(body["access_token"].as_str().unwrap())
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.me(body["access_token"].as_str().unwrap()).await.status(), 200);
 }
 
 #[tokio::test]
@@ -48,12 +38,7 @@ async fn swagger_uis_empty_basic_credentials_do_not_fail_the_request() {
         .client
         .post(format!("{}/token", app.url))
         .header("authorization", "Basic Og==")
-        .form(&[
-            ("grant_type", "password"),
-            ("username", "admin"),
-            ("password", ADMIN_PASSWORD),
-            ("scope", ""),
-        ])
+        .form(&[("grant_type", "password"), ("username", "admin"), ("password", ADMIN_PASSWORD), ("scope", "")])
         .send()
         .await
         .unwrap();
@@ -73,10 +58,7 @@ async fn a_multipart_form_is_accepted_like_a_urlencoded_one() {
     let response = app
         .client
         .post(format!("{}/token", app.url))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
         .body(body)
         .send()
         .await
@@ -106,11 +88,7 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_401() {
 async fn a_disabled_user_with_the_right_password_is_told_it_is_inactive() {
     let app = spawn_app().await;
     app.add_user("carol", "carols-password-1", "").await;
-    app.state
-        .store
-        .set_disabled("carol", true, 0)
-        .await
-        .unwrap();
+    app.state.store.set_disabled("carol", true, 0).await.unwrap();
 
     let right = app.login("carol", "carols-password-1").await;
     let wrong = app.login("carol", "not-carols-password").await;
@@ -138,22 +116,12 @@ async fn granted_scopes_are_the_requested_ones_the_user_holds() {
     let app = spawn_app().await;
     app.add_user("dave", "daves-password-1", "items me").await;
 
-    let asked = app
-        .post_form(
-            "/token",
-            "username=dave&password=daves-password-1&scope=items+admin",
-        )
-        .await;
-    let all = app
-        .post_form("/token", "username=dave&password=daves-password-1")
-        .await;
+    let asked = app.post_form("/token", "username=dave&password=daves-password-1&scope=items+admin").await;
+    let all = app.post_form("/token", "username=dave&password=daves-password-1").await;
 
     let asked: Value = asked.json().await.unwrap();
     assert_eq!(asked["scope"], "items");
-    assert_eq!(
-        jwt_part(asked["access_token"].as_str().unwrap(), 1)["scope"],
-        "items"
-    );
+    assert_eq!(jwt_part(asked["access_token"].as_str().unwrap(), 1)["scope"], "items");
     let all: Value = all.json().await.unwrap();
     assert_eq!(all["scope"], "items me");
 }
@@ -172,11 +140,8 @@ async fn an_access_token_carries_the_contract_claims_and_header() {
     assert_eq!(claims["iss"], "http://portcullis.test");
     assert_eq!(claims["sub"], "admin");
     assert_eq!(claims["scope"], "admin");
-    let (iat, nbf, exp) = (
-        claims["iat"].as_u64().unwrap(),
-        claims["nbf"].as_u64().unwrap(),
-        claims["exp"].as_u64().unwrap(),
-    );
+    let (iat, nbf, exp) =
+        (claims["iat"].as_u64().unwrap(), claims["nbf"].as_u64().unwrap(), claims["exp"].as_u64().unwrap());
     assert_eq!(exp - iat, 900);
     assert_eq!(nbf, iat);
     assert_eq!(claims["jti"].as_str().unwrap().len(), 32);
@@ -205,10 +170,7 @@ async fn a_configured_audience_and_lifetime_show_in_the_token() {
 
     let claims = jwt_part(&token, 1);
     assert_eq!(claims["aud"], serde_json::json!(["api-one", "api-two"]));
-    assert_eq!(
-        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
-        1800
-    );
+    assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 1800);
 }
 
 #[tokio::test]
@@ -220,9 +182,7 @@ async fn a_bcrypt_hash_is_replaced_by_argon2id_after_a_good_login() {
         full_name: None,
         scopes: Default::default(),
         disabled: false,
-        password_hash: portcullis::auth::password::StoredHash::new(
-            bcrypt::hash("legacy-password", 4).unwrap(),
-        ),
+        password_hash: portcullis::auth::password::StoredHash::new(bcrypt::hash("legacy-password", 4).unwrap()),
     };
     app.state.store.insert_user(&user, 0).await.unwrap();
 
@@ -230,13 +190,7 @@ async fn a_bcrypt_hash_is_replaced_by_argon2id_after_a_good_login() {
 
     let mut upgraded = false;
     for _ in 0..100 {
-        let stored = app
-            .state
-            .store
-            .user_by_key("legacy")
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = app.state.store.user_by_key("legacy").await.unwrap().unwrap();
         if stored.password_hash.expose().starts_with("$argon2id$") {
             upgraded = true;
             break;
@@ -285,8 +239,5 @@ async fn a_flood_of_logins_gets_503s_but_token_checks_keep_answering() {
 
     assert!(checks.iter().all(|s| *s == 200), "{checks:?}");
     assert!(statuses.contains(&503), "{statuses:?}");
-    assert!(
-        statuses.iter().all(|s| *s == 401 || *s == 503),
-        "{statuses:?}"
-    );
+    assert!(statuses.iter().all(|s| *s == 401 || *s == 503), "{statuses:?}");
 }

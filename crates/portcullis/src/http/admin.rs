@@ -1,0 +1,233 @@
+//! User administration under `/admin/users`; every route needs scope `admin`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use portcullis_verify::RequireScopes;
+use serde::{Deserialize, Serialize};
+use tracing::instrument;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::ApiJson;
+use super::users::{Profile, Registration, insert, nullable};
+use crate::domain::{NewPassword, Scopes, Username, parse_email, parse_full_name};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::UserPatch;
+
+/// The admin routes, behind a scope check.
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, update_user, delete_user))
+        .route_layer(RequireScopes::new(state.verifier.clone(), ["admin"]))
+}
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+
+/// Paging through users.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct Page {
+    /// At most this many users (1–500, default 50).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A page of users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    /// Users in username order.
+    users: Vec<Profile>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    next_cursor: Option<String>,
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::NotFound(format!("no user named {name:?}"))
+}
+
+/// Lists users, a page at a time.
+#[utoipa::path(
+    get, path = "/admin/users", tag = "admin", params(Page),
+    security(("OAuth2PasswordBearer" = ["admin"])),
+    responses(
+        (status = 200, description = "A page of users", body = UserPage),
+        (status = 400, description = "Bad limit or cursor"),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 403, description = "The caller lacks scope admin"),
+    )
+)]
+#[instrument(skip_all)]
+pub async fn list_users(
+    State(state): State<AppState>,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<UserPage>> {
+    let Query(page) = page.map_err(|e| ApiError::BadRequest(format!("bad query: {}", e.body_text())))?;
+    let limit = page.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    let after = match page.cursor {
+        Some(cursor) => Some(
+            B64.decode(&cursor)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| ApiError::BadRequest("cursor is not one this server gave out".into()))?,
+        ),
+        None => None,
+    };
+    // One extra row tells whether there is a next page.
+    let mut users = state.store.list_users(after.as_deref(), limit + 1).await?;
+    let next_cursor = if users.len() > limit as usize {
+        users.truncate(limit as usize);
+        users.last().map(|u| B64.encode(Username::key_of(&u.username)))
+    } else {
+        None
+    };
+    Ok(Json(UserPage { users: users.iter().map(Profile::from).collect(), next_cursor }))
+}
+
+/// A user created by an admin. (Unknown fields are refused by the
+/// flattened [`Registration`].)
+#[derive(Deserialize, ToSchema)]
+pub struct NewUserRequest {
+    /// As for registration.
+    #[serde(flatten)]
+    registration: Registration,
+    /// Scopes the user may be granted.
+    #[serde(default)]
+    scopes: Vec<String>,
+    /// Create disabled.
+    #[serde(default)]
+    disabled: bool,
+}
+
+/// Creates a user.
+#[utoipa::path(
+    post, path = "/admin/users", tag = "admin",
+    security(("OAuth2PasswordBearer" = ["admin"])),
+    request_body = NewUserRequest,
+    responses(
+        (status = 201, description = "Created", body = Profile),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 403, description = "The caller lacks scope admin"),
+        (status = 409, description = "Username taken"),
+        (status = 422, description = "A field breaks a rule"),
+    )
+)]
+#[instrument(skip_all)]
+pub async fn create_user(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<NewUserRequest>,
+) -> ApiResult<(StatusCode, Json<Profile>)> {
+    let scopes = Scopes::from_names(&request.scopes)?;
+    let user = request.registration.into_new_user(&state, scopes, request.disabled).await?;
+    let stored = insert(&state, &user).await?;
+    Ok((StatusCode::CREATED, Json(Profile::from(&stored))))
+}
+
+/// One user.
+#[utoipa::path(
+    get, path = "/admin/users/{username}", tag = "admin",
+    params(("username" = String, Path, description = "Username (any case)")),
+    security(("OAuth2PasswordBearer" = ["admin"])),
+    responses(
+        (status = 200, description = "The user", body = Profile),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 403, description = "The caller lacks scope admin"),
+        (status = 404, description = "No such user"),
+    )
+)]
+#[instrument(skip_all)]
+pub async fn get_user(State(state): State<AppState>, Path(username): Path<String>) -> ApiResult<Json<Profile>> {
+    let user = state.store.user_by_key(&Username::key_of(&username)).await?.ok_or_else(|| not_found(&username))?;
+    Ok(Json(Profile::from(&user)))
+}
+
+/// Changes to a user; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminPatch {
+    /// New email, or null.
+    #[serde(default, deserialize_with = "nullable")]
+    email: Option<Option<String>>,
+    /// New full name, or null.
+    #[serde(default, deserialize_with = "nullable")]
+    full_name: Option<Option<String>>,
+    /// New scopes (replaces them all).
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    /// Disable (ends the user's sessions) or enable.
+    #[serde(default)]
+    disabled: Option<bool>,
+    /// New password (ends the user's sessions).
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// Changes a user. Disabling or setting a password ends their sessions and
+/// denies their live access tokens.
+#[utoipa::path(
+    patch, path = "/admin/users/{username}", tag = "admin",
+    params(("username" = String, Path, description = "Username (any case)")),
+    security(("OAuth2PasswordBearer" = ["admin"])),
+    request_body = AdminPatch,
+    responses(
+        (status = 200, description = "The updated user", body = Profile),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 403, description = "The caller lacks scope admin"),
+        (status = 404, description = "No such user"),
+        (status = 422, description = "A field breaks a rule"),
+    )
+)]
+#[instrument(skip_all)]
+pub async fn update_user(
+    State(state): State<AppState>,
+    Path(username): Path<String>,
+    ApiJson(change): ApiJson<AdminPatch>,
+) -> ApiResult<Json<Profile>> {
+    let password_hash = match change.password {
+        Some(p) => {
+            let p = NewPassword::parse(p).map_err(|e| ApiError::Unprocessable(format!("password: {e}")))?;
+            Some(state.hasher.hash(p.expose().to_owned()).await?)
+        }
+        None => None,
+    };
+    let patch = UserPatch {
+        email: change.email.map(parse_email).transpose()?,
+        full_name: change.full_name.map(parse_full_name).transpose()?,
+        scopes: change.scopes.map(Scopes::from_names).transpose()?,
+        disabled: change.disabled,
+        password_hash,
+    };
+    let now = crate::clock::unix_now() as i64;
+    let updated = state.store.update_user(&Username::key_of(&username), &patch, now).await?;
+    Ok(Json(Profile::from(&updated.ok_or_else(|| not_found(&username))?)))
+}
+
+/// Deletes a user and their sessions.
+#[utoipa::path(
+    delete, path = "/admin/users/{username}", tag = "admin",
+    params(("username" = String, Path, description = "Username (any case)")),
+    security(("OAuth2PasswordBearer" = ["admin"])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 403, description = "The caller lacks scope admin"),
+        (status = 404, description = "No such user"),
+    )
+)]
+#[instrument(skip_all)]
+pub async fn delete_user(State(state): State<AppState>, Path(username): Path<String>) -> ApiResult<StatusCode> {
+    if state.store.delete_user(&Username::key_of(&username)).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found(&username))
+    }
+}

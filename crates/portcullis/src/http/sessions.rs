@@ -1,0 +1,142 @@
+//! Ending sessions and inspecting tokens: `POST /logout`, RFC 7009
+//! revocation and RFC 7662 introspection.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use portcullis_verify::{Authenticated, Claims, RequireScopes};
+use serde_json::{Value, json};
+use tracing::instrument;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::OAuthForm;
+use super::token::no_store;
+use crate::auth::tokens::{refresh_token_hash, session_of};
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+/// The session routes; introspection needs scope `admin`.
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    let admin = RequireScopes::new(state.verifier.clone(), ["admin"]);
+    OpenApiRouter::new()
+        .routes(routes!(logout))
+        .routes(routes!(revoke))
+        .merge(OpenApiRouter::new().routes(routes!(introspect)).route_layer(admin))
+}
+
+/// A token sent to revocation or introspection, for the OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct TokenParam {
+    /// An access token (JWT) or a refresh token.
+    token: String,
+    /// `access_token` or `refresh_token`; a hint only.
+    token_type_hint: Option<String>,
+}
+
+/// Ends the caller's session (its refresh tokens) and denies the access
+/// token it was called with.
+#[utoipa::path(
+    post, path = "/logout", tag = "auth",
+    security(("OAuth2PasswordBearer" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "Missing, invalid or expired token"),
+    )
+)]
+#[instrument(skip_all)]
+pub async fn logout(State(state): State<AppState>, user: Authenticated) -> ApiResult<StatusCode> {
+    let claims = user.claims();
+    let now = crate::clock::unix_now() as i64;
+    if let Some(sid) = session_of(claims) {
+        state.store.end_session(sid, now).await?;
+    }
+    state.store.deny_token(&claims.jti, claims.exp as i64).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Verifies a JWT's signature and lifetime against our keys (not its
+/// standing: a revoked token may be revoked again).
+fn our_access_token(state: &AppState, token: &str) -> Option<Claims> {
+    state.verifier.verify(token, crate::clock::unix_now()).ok()
+}
+
+/// RFC 7009: revokes a refresh token (ends its session) or an access token
+/// (denied until it expires). Holding the token is the proof, so no client
+/// authentication; unknown tokens get `200` too, as the RFC says.
+#[utoipa::path(
+    post, path = "/token/revoke", tag = "auth",
+    request_body(content = TokenParam, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke"),
+        (status = 400, description = "Malformed request"),
+    )
+)]
+#[instrument(skip_all)]
+pub async fn revoke(State(state): State<AppState>, form: OAuthForm) -> ApiResult<Response> {
+    let token = form.require("token")?;
+    let now = crate::clock::unix_now() as i64;
+    if let Some(claims) = our_access_token(&state, token) {
+        state.store.deny_token(&claims.jti, claims.exp as i64).await?;
+    } else if let Some(info) = state.store.refresh_token_info(&refresh_token_hash(token), now).await? {
+        state.store.end_session(&info.session.id, now).await?;
+    }
+    Ok(no_store(Json(json!({}))))
+}
+
+/// RFC 7662: whether a token is active, and its claims. Needs scope `admin`.
+#[utoipa::path(
+    post, path = "/token/introspect", tag = "auth",
+    security(("OAuth2PasswordBearer" = ["admin"])),
+    request_body(content = TokenParam, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "`{\"active\": false}` or the token's claims"),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 403, description = "The caller lacks scope admin"),
+    )
+)]
+#[instrument(skip_all)]
+pub async fn introspect(State(state): State<AppState>, form: OAuthForm) -> ApiResult<Response> {
+    let token = form.require("token")?;
+    let now = crate::clock::unix_now();
+    // The full check, deny list and session included.
+    if let Ok(claims) = state.verifier.authenticate(token, now).await {
+        let mut body = json!({
+            "active": true,
+            "token_type": "access_token",
+            "sub": claims.sub,
+            "username": claims.sub,
+            "scope": claims.scope,
+            "exp": claims.exp,
+            "iat": claims.iat,
+            "nbf": claims.nbf,
+            "jti": claims.jti,
+            "iss": claims.iss,
+        });
+        if let Some(aud) = &claims.aud {
+            body["aud"] = serde_json::to_value(aud).unwrap_or(Value::Null);
+        }
+        return Ok(no_store(Json(body)));
+    }
+    if let Some(info) = state.store.refresh_token_info(&refresh_token_hash(token), now as i64).await? {
+        if info.active {
+            let user = state.store.user_by_key(&info.session.user_key).await?;
+            if let Some(user) = user {
+                return Ok(no_store(Json(json!({
+                    "active": true,
+                    "token_type": "refresh_token",
+                    "sub": user.username,
+                    "username": user.username,
+                    "scope": info.session.scope,
+                    "exp": info.expires_at,
+                    "iat": info.created_at,
+                    "iss": state.issuer.issuer(),
+                }))));
+            }
+        }
+    }
+    Ok(no_store(Json(json!({ "active": false }))).into_response())
+}
