@@ -93,13 +93,20 @@ pub async fn list_users(
     Ok(Json(UserPage { users: users.iter().map(Profile::from).collect(), next_cursor }))
 }
 
-/// A user created by an admin. (Unknown fields are refused by the
-/// flattened [`Registration`].)
+/// A user created by an admin: registration's fields plus scopes and state.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewUserRequest {
-    /// As for registration.
-    #[serde(flatten)]
-    registration: Registration,
+    /// 1 to 64 characters, no spaces; unique ignoring case and width.
+    username: String,
+    /// 8 characters to 1024 bytes, not a common password.
+    password: String,
+    /// Email address.
+    #[serde(default)]
+    email: Option<String>,
+    /// Full name.
+    #[serde(default)]
+    full_name: Option<String>,
     /// Scopes the user may be granted.
     #[serde(default)]
     scopes: Vec<String>,
@@ -127,7 +134,13 @@ pub async fn create_user(
     ApiJson(request): ApiJson<NewUserRequest>,
 ) -> ApiResult<(StatusCode, Json<Profile>)> {
     let scopes = Scopes::from_names(&request.scopes)?;
-    let user = request.registration.into_new_user(&state, scopes, request.disabled).await?;
+    let registration = Registration {
+        username: request.username,
+        password: request.password,
+        email: request.email,
+        full_name: request.full_name,
+    };
+    let user = registration.into_new_user(&state, scopes, request.disabled).await?;
     let stored = insert(&state, &user).await?;
     Ok((StatusCode::CREATED, Json(Profile::from(&stored))))
 }

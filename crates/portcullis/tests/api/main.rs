@@ -2,10 +2,14 @@
 
 mod helpers;
 
+mod account;
+mod admin;
 mod cli;
 mod compat;
 mod docs;
+mod keys;
 mod malformed;
 mod protected;
+mod sessions;
 mod startup;
 mod token;

@@ -1,0 +1,171 @@
+//! `/admin/users`: scope `admin` required; list, create, get, patch, delete.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_PASSWORD, TestApp, spawn_app};
+
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut request = app.client.request(method, format!("{}{path}", app.url)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn admin_routes_refuse_a_token_without_the_admin_scope() {
+    let app = spawn_app().await;
+    app.add_user("yan", "yans-password-1", "items").await;
+    let token = app.access_token("yan", "yans-password-1").await;
+
+    for (method, path) in [
+        (reqwest::Method::GET, "/admin/users"),
+        (reqwest::Method::POST, "/admin/users"),
+        (reqwest::Method::GET, "/admin/users/admin"),
+        (reqwest::Method::PATCH, "/admin/users/admin"),
+        (reqwest::Method::DELETE, "/admin/users/admin"),
+    ] {
+        let response = call(&app, method.clone(), path, &token, Some(json!({}))).await;
+        assert_eq!(response.status(), 403, "{method} {path}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer error=\"insufficient_scope\", scope=\"admin\"");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["detail"].as_str().unwrap().contains("admin"));
+    }
+    assert_eq!(app.get("/admin/users", None).await.status(), 401);
+}
+
+#[tokio::test]
+async fn an_admin_creates_reads_patches_and_deletes_a_user() {
+    let app = spawn_app().await;
+    let admin = app.access_token("admin", ADMIN_PASSWORD).await;
+
+    let created = call(
+        &app,
+        reqwest::Method::POST,
+        "/admin/users",
+        &admin,
+        Some(
+            json!({"username": "Zoe", "password": "zoes-password-1", "email": "zoe@example.com", "scopes": ["items"]}),
+        ),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let profile: Value = created.json().await.unwrap();
+    assert_eq!(
+        profile,
+        json!({"username": "Zoe", "email": "zoe@example.com", "full_name": null, "disabled": false, "scopes": ["items"]})
+    );
+
+    let got: Value = call(&app, reqwest::Method::GET, "/admin/users/zoe", &admin, None).await.json().await.unwrap();
+    assert_eq!(got, profile);
+
+    let zoe = app.access_token("zoe", "zoes-password-1").await;
+    let patched = call(
+        &app,
+        reqwest::Method::PATCH,
+        "/admin/users/ZOE",
+        &admin,
+        Some(json!({"scopes": ["items", "reports"], "full_name": "Zoe Z", "email": null})),
+    )
+    .await;
+    assert_eq!(patched.status(), 200);
+    let patched: Value = patched.json().await.unwrap();
+    assert_eq!(patched["scopes"], json!(["items", "reports"]));
+    assert_eq!(patched["full_name"], "Zoe Z");
+    assert_eq!(patched["email"], Value::Null);
+    assert_eq!(app.me(&zoe).await.status(), 200, "a scope change does not end sessions");
+
+    let disabled =
+        call(&app, reqwest::Method::PATCH, "/admin/users/zoe", &admin, Some(json!({"disabled": true}))).await;
+    assert_eq!(disabled.status(), 200);
+    assert_eq!(app.me(&zoe).await.status(), 401, "disabling ends the user's sessions");
+    assert_eq!(app.login("zoe", "zoes-password-1").await.status(), 400);
+
+    let deleted = call(&app, reqwest::Method::DELETE, "/admin/users/zoe", &admin, None).await;
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(call(&app, reqwest::Method::GET, "/admin/users/zoe", &admin, None).await.status(), 404);
+    assert_eq!(call(&app, reqwest::Method::DELETE, "/admin/users/zoe", &admin, None).await.status(), 404);
+}
+
+#[tokio::test]
+async fn an_admin_password_reset_ends_the_users_sessions() {
+    let app = spawn_app().await;
+    app.add_user("abe", "abes-password-1", "").await;
+    let admin = app.access_token("admin", ADMIN_PASSWORD).await;
+    let abe = app.access_token("abe", "abes-password-1").await;
+
+    let response =
+        call(&app, reqwest::Method::PATCH, "/admin/users/abe", &admin, Some(json!({"password": "abes-password-2"})))
+            .await;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.me(&abe).await.status(), 401);
+    assert_eq!(app.login("abe", "abes-password-2").await.status(), 200);
+}
+
+#[tokio::test]
+async fn the_user_list_pages_with_a_cursor() {
+    let app = spawn_app().await;
+    for name in ["u1", "u2", "u3", "u4"] {
+        app.add_user(name, "some-password-1", "").await;
+    }
+    let admin = app.access_token("admin", ADMIN_PASSWORD).await;
+
+    let mut seen = Vec::new();
+    let mut path = "/admin/users?limit=2".to_owned();
+    loop {
+        let page: Value = call(&app, reqwest::Method::GET, &path, &admin, None).await.json().await.unwrap();
+        let users = page["users"].as_array().unwrap();
+        assert!(users.len() <= 2);
+        seen.extend(users.iter().map(|u| u["username"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/admin/users?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+
+    assert_eq!(seen, ["admin", "u1", "u2", "u3", "u4"]);
+}
+
+#[tokio::test]
+async fn bad_admin_input_gets_a_4xx_with_detail() {
+    let app = spawn_app().await;
+    let admin = app.access_token("admin", ADMIN_PASSWORD).await;
+    let post = |body: Value| call(&app, reqwest::Method::POST, "/admin/users", &admin, Some(body));
+
+    let cases = [
+        (post(json!({"username": "admin", "password": "another-password-1"})).await, 409),
+        (post(json!({"username": "bo b", "password": "another-password-1"})).await, 422),
+        (post(json!({"username": "bob", "password": "short"})).await, 422),
+        (post(json!({"username": "bob", "password": "another-password-1", "scopes": ["a\"b"]})).await, 422),
+        (post(json!({"username": "bob", "password": "another-password-1", "email": "nope"})).await, 422),
+        (post(json!({"username": "bob", "password": "another-password-1", "extra": 1})).await, 422),
+        (post(json!({"password": "another-password-1"})).await, 422),
+        (call(&app, reqwest::Method::GET, "/admin/users?limit=0", &admin, None).await, 400),
+        (call(&app, reqwest::Method::GET, "/admin/users?limit=abc", &admin, None).await, 400),
+        (call(&app, reqwest::Method::GET, "/admin/users?cursor=%%%", &admin, None).await, 400),
+        (call(&app, reqwest::Method::PATCH, "/admin/users/admin", &admin, Some(json!({"disabled": "yes"}))).await, 422),
+        (call(&app, reqwest::Method::PATCH, "/admin/users/nobody", &admin, Some(json!({}))).await, 404),
+    ];
+    for (i, (response, status)) in cases.into_iter().enumerate() {
+        assert_eq!(response.status(), status, "case {i}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "case {i}: {body}");
+    }
+    let raw = app
+        .client
+        .post(format!("{}/admin/users", app.url))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+}
