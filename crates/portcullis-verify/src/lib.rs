@@ -16,7 +16,7 @@
 //! }
 //!
 //! let secret = b"the same PORTCULLIS_SECRET_KEY as the server";
-//! let verifier = Verifier::builder(KeySet::new([VerifyKey::hs256("any", secret)]))
+//! let verifier = Verifier::builder(KeySet::new([VerifyKey::shared_secret(secret)]))
 //!     .issuer("http://127.0.0.1:8000")
 //!     .build();
 //! let app: Router = Router::new()
@@ -40,4 +40,4 @@ pub use claims::{Audience, Claims};
 pub use error::TokenError;
 pub use extract::{Authenticated, RequireScopes, RequireScopesService, bearer_token};
 pub use jsonwebtoken::{Algorithm, DecodingKey};
-pub use verifier::{BoxFuture, KeySet, TokenCheck, Verifier, VerifierBuilder, VerifyKey};
+pub use verifier::{BoxFuture, KeySet, TokenCheck, Verifier, VerifierBuilder, VerifyKey, shared_secret_kid};

@@ -46,6 +46,21 @@ impl VerifyKey {
         VerifyKey::new(kid, Algorithm::HS256, DecodingKey::from_secret(secret))
     }
 
+    /// The HS256 key a portcullis server makes of its secret, with the `kid`
+    /// the server gives it: a resource server holding the same secret (the
+    /// FastAPI tutorials' set-up) verifies portcullis tokens with this.
+    ///
+    /// # Example
+    /// ```
+    /// use portcullis_verify::{KeySet, Verifier, VerifyKey};
+    ///
+    /// let secret = std::env::var("PORTCULLIS_SECRET_KEY").unwrap_or_else(|_| "0".repeat(64));
+    /// let verifier = Verifier::builder(KeySet::new([VerifyKey::shared_secret(secret.as_bytes())])).build();
+    /// ```
+    pub fn shared_secret(secret: &[u8]) -> Self {
+        VerifyKey::hs256(shared_secret_kid(secret), secret)
+    }
+
     /// The key id.
     pub fn kid(&self) -> &str {
         &self.kid
@@ -55,6 +70,18 @@ impl VerifyKey {
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
+}
+
+/// The `kid` of the HS256 key that is a server's secret: a one-way hash of
+/// it, so every instance (and resource server) sharing the secret agrees.
+pub fn shared_secret_kid(secret: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"portcullis kid\0");
+    hasher.update(secret);
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("hs256-{hex}")
 }
 
 /// The keys a verifier accepts, by `kid`.

@@ -113,6 +113,15 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTCULLIS_REFRESH_TOKEN_TTL", value_name = "DURATION")]
     pub refresh_token_ttl: Option<String>,
 
+    /// Most database connections this instance opens [default: 10].
+    #[arg(long, env = "PORTCULLIS_DATABASE_POOL_SIZE", value_name = "N")]
+    pub database_pool_size: Option<u32>,
+
+    /// How long a request waits for a database connection before answering
+    /// 503, e.g. 5s [default: 5s].
+    #[arg(long, env = "PORTCULLIS_DATABASE_TIMEOUT", value_name = "DURATION")]
+    pub database_timeout: Option<String>,
+
     /// Algorithm of the first signing key of a new database [default: HS256];
     /// later changes go through `keys rotate --algorithm`.
     #[arg(long, env = "PORTCULLIS_ALGORITHM", value_enum)]

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::cli::{KeyAlgorithm, LogFormat, ServeArgs};
+use crate::store::PoolSettings;
 
 /// The database used when none is named.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://portcullis.db";
@@ -29,6 +31,8 @@ pub struct FileConfig {
     access_token_ttl: Option<String>,
     refresh_token_ttl: Option<String>,
     algorithm: Option<String>,
+    database_pool_size: Option<u32>,
+    database_timeout: Option<String>,
 }
 
 impl FileConfig {
@@ -49,6 +53,14 @@ impl FileConfig {
         from_cli.or_else(|| self.secret_key_file.clone())
     }
 
+    /// The access-token lifetime the file sets, if any.
+    ///
+    /// # Errors
+    /// A value that does not parse.
+    pub fn access_token_ttl(&self) -> anyhow::Result<Option<Duration>> {
+        self.access_token_ttl.as_deref().map(parse_duration).transpose().context("access_token_ttl")
+    }
+
     /// The database URL: flag or env first, then the file, then the default.
     pub fn database_url(&self, from_cli: Option<String>) -> String {
         from_cli.or_else(|| self.database_url.clone()).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
@@ -67,7 +79,7 @@ pub struct ServeConfig {
     /// Log format.
     pub log_format: LogFormat,
     /// The secret from `PORTCULLIS_SECRET_KEY`, if set.
-    pub secret_key: Option<String>,
+    pub secret_key: Option<SecretString>,
     /// File holding the secret.
     pub secret_key_file: Option<PathBuf>,
     /// `iss` of issued tokens.
@@ -80,8 +92,10 @@ pub struct ServeConfig {
     pub refresh_token_ttl: Duration,
     /// Algorithm of the first signing key of a new database.
     pub algorithm: KeyAlgorithm,
+    /// Database connection pool.
+    pub pool: PoolSettings,
     /// Password of the first `admin`, from `PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD`.
-    pub bootstrap_admin_password: Option<String>,
+    pub bootstrap_admin_password: Option<SecretString>,
     /// Password-hashing threads.
     pub hash_threads: usize,
     /// Logins that may wait for a hashing thread before `/token` answers 503.
@@ -125,6 +139,16 @@ impl ServeConfig {
                 .with_context(|| format!("algorithm {name:?}: use HS256, EdDSA, ES256 or RS256"))?,
             (None, None) => KeyAlgorithm::Hs256,
         };
+        let mut pool = PoolSettings::default();
+        if let Some(size) = args.database_pool_size.or(file.database_pool_size) {
+            if size == 0 {
+                bail!("database_pool_size must be at least 1");
+            }
+            pool.max_connections = size;
+        }
+        if let Some(text) = args.database_timeout.or(file.database_timeout.clone()) {
+            pool.acquire_timeout = parse_duration(&text).context("database_timeout")?;
+        }
         let audience = if args.audience.is_empty() { file.audience.clone().unwrap_or_default() } else { args.audience };
         let issuer = args
             .issuer
@@ -137,16 +161,18 @@ impl ServeConfig {
             database_url: file.database_url(database_url),
             allow_registration: args.allow_registration.or(file.allow_registration).unwrap_or(false),
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
-            secret_key: std::env::var("PORTCULLIS_SECRET_KEY").ok().filter(|s| !s.is_empty()),
+            secret_key: std::env::var("PORTCULLIS_SECRET_KEY").ok().filter(|s| !s.is_empty()).map(SecretString::from),
             secret_key_file: secret_key_file.or(file.secret_key_file.clone()),
             issuer,
             audience: audience.into_iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect(),
             access_token_ttl,
             refresh_token_ttl,
             algorithm,
+            pool,
             bootstrap_admin_password: std::env::var("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD")
                 .ok()
-                .filter(|s| !s.is_empty()),
+                .filter(|s| !s.is_empty())
+                .map(SecretString::from),
             // One thread per core: logins use the machine without starving
             // the async workers of more than their share.
             hash_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -181,6 +207,8 @@ mod tests {
             audience: vec![],
             access_token_ttl: None,
             refresh_token_ttl: None,
+            database_pool_size: None,
+            database_timeout: None,
             algorithm: None,
         }
     }

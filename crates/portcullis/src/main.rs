@@ -18,6 +18,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            // sysexits' EX_UNAVAILABLE, so supervisors can tell "database
+            // down, retry" from a configuration mistake.
+            if e.chain().any(|cause| cause.is::<portcullis::store::Unavailable>()) {
+                return ExitCode::from(69);
+            }
             ExitCode::FAILURE
         }
     }

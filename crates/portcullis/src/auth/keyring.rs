@@ -85,7 +85,7 @@ pub fn load(rows: &[KeyRow], secret: &str, sealer: &Sealer, now: i64, ttl: i64) 
         let algorithm = KeyAlgorithm::parse(&row.algorithm)
             .with_context(|| format!("signing key {} has unknown algorithm {:?}", row.kid, row.algorithm))?;
         let jwk: Option<Value> = row.public_jwk.as_deref().map(serde_json::from_str).transpose()?;
-        let loaded = SigningKey::load(&row.kid, algorithm, row.sealed_private.as_deref(), jwk.clone(), secret, sealer);
+        let loaded = SigningKey::load(&row.kid, algorithm, row.sealed_private.as_deref(), jwk, secret, sealer);
         let key = match (loaded, state) {
             (Ok(key), _) => key,
             (Err(e), KeyState::Active) => return Err(e).context("loading the active signing key"),
@@ -95,7 +95,7 @@ pub fn load(rows: &[KeyRow], secret: &str, sealer: &Sealer, now: i64, ttl: i64) 
             }
         };
         verify.push(key.verify_key());
-        jwks.extend(jwk);
+        jwks.extend(key.public_jwk().cloned());
         if state == KeyState::Active {
             signer = Some(Arc::new(key));
         }

@@ -24,7 +24,6 @@ use ring::signature::{
 };
 use serde::Serialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 /// The algorithms a signing key may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -150,8 +149,7 @@ impl Sealer {
 /// The `kid` of the HS256 key that is the configured secret: a one-way hash
 /// of it, so every instance sharing the secret agrees on it.
 pub fn secret_kid(secret: &str) -> String {
-    let digest = Sha256::digest(format!("portcullis kid\0{secret}").as_bytes());
-    format!("hs256-{}", &hex::encode(digest)[..16])
+    portcullis_verify::shared_secret_kid(secret.as_bytes())
 }
 
 fn random_kid(algorithm: KeyAlgorithm, rng: &SystemRandom) -> Result<String, KeyError> {
@@ -168,42 +166,24 @@ fn random_kid(algorithm: KeyAlgorithm, rng: &SystemRandom) -> Result<String, Key
 pub fn generate(algorithm: KeyAlgorithm, sealer: &Sealer) -> Result<NewKey, KeyError> {
     let rng = SystemRandom::new();
     let kid = random_kid(algorithm, &rng)?;
-    let (private, public_jwk) = match algorithm {
+    let private = match algorithm {
         KeyAlgorithm::Hs256 => {
             let mut key = [0u8; 32];
             rng.fill(&mut key).map_err(|_| KeyError::Random)?;
-            (key.to_vec(), None)
+            key.to_vec()
         }
-        KeyAlgorithm::EdDsa => {
-            let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::Random)?;
-            let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).map_err(|_| KeyError::Random)?;
-            let x = B64.encode(pair.public_key().as_ref());
-            (doc.as_ref().to_vec(), Some(json!({"kty": "OKP", "crv": "Ed25519", "x": x})))
-        }
-        KeyAlgorithm::Es256 => {
-            let doc =
-                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|_| KeyError::Random)?;
-            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref(), &rng)
-                .map_err(|_| KeyError::Random)?;
-            let point = pair.public_key().as_ref();
-            let (x, y) = (B64.encode(&point[1..33]), B64.encode(&point[33..65]));
-            (doc.as_ref().to_vec(), Some(json!({"kty": "EC", "crv": "P-256", "x": x, "y": y})))
-        }
+        KeyAlgorithm::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::Random)?.as_ref().to_vec(),
+        KeyAlgorithm::Es256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| KeyError::Random)?
+            .as_ref()
+            .to_vec(),
         KeyAlgorithm::Rs256 => {
             use rsa::pkcs8::EncodePrivateKey;
-            use rsa::traits::PublicKeyParts;
             let key = rsa::RsaPrivateKey::new(&mut rand_core06::OsRng, 2048).map_err(|_| KeyError::Random)?;
-            let der = key.to_pkcs8_der().map_err(|_| KeyError::Random)?;
-            let (n, e) = (B64.encode(key.n().to_bytes_be()), B64.encode(key.e().to_bytes_be()));
-            (der.as_bytes().to_vec(), Some(json!({"kty": "RSA", "n": n, "e": e})))
+            key.to_pkcs8_der().map_err(|_| KeyError::Random)?.as_bytes().to_vec()
         }
     };
-    let public_jwk = public_jwk.map(|mut jwk| {
-        jwk["kid"] = json!(kid);
-        jwk["alg"] = json!(algorithm.as_str());
-        jwk["use"] = json!("sig");
-        jwk
-    });
+    let public_jwk = parse_private(&kid, algorithm, &private)?.1;
     let sealed_private = Some(sealer.seal(&kid, &private)?);
     Ok(NewKey { kid, algorithm, sealed_private, public_jwk })
 }
@@ -213,6 +193,47 @@ impl NewKey {
     pub fn from_secret(secret: &str) -> Self {
         NewKey { kid: secret_kid(secret), algorithm: KeyAlgorithm::Hs256, sealed_private: None, public_jwk: None }
     }
+}
+
+/// Parses a private key: its signer, its public JWK (asymmetric keys) and
+/// the matching verification key.
+fn parse_private(
+    kid: &str,
+    algorithm: KeyAlgorithm,
+    private: &[u8],
+) -> Result<(Signer, Option<Value>, DecodingKey), KeyError> {
+    let bad = || KeyError::Malformed(kid.to_owned());
+    let (signer, jwk, decoding) = match algorithm {
+        KeyAlgorithm::Hs256 => {
+            return Ok((Signer::Hmac(EncodingKey::from_secret(private)), None, DecodingKey::from_secret(private)));
+        }
+        KeyAlgorithm::EdDsa => {
+            let pair = Ed25519KeyPair::from_pkcs8(private).map_err(|_| bad())?;
+            let x = B64.encode(pair.public_key().as_ref());
+            let decoding = DecodingKey::from_ed_components(&x).map_err(|_| bad())?;
+            (Signer::Ed25519(pair), json!({"kty": "OKP", "crv": "Ed25519", "x": x}), decoding)
+        }
+        KeyAlgorithm::Es256 => {
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, private, &SystemRandom::new())
+                .map_err(|_| bad())?;
+            let point = pair.public_key().as_ref();
+            let (x, y) = (B64.encode(&point[1..33]), B64.encode(&point[33..65]));
+            let decoding = DecodingKey::from_ec_components(&x, &y).map_err(|_| bad())?;
+            (Signer::Ecdsa(pair), json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}), decoding)
+        }
+        KeyAlgorithm::Rs256 => {
+            let pair = RsaKeyPair::from_pkcs8(private).map_err(|_| bad())?;
+            let parts = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public());
+            let (n, e) = (B64.encode(&parts.n), B64.encode(&parts.e));
+            let decoding = DecodingKey::from_rsa_components(&n, &e).map_err(|_| bad())?;
+            (Signer::Rsa(pair), json!({"kty": "RSA", "n": n, "e": e}), decoding)
+        }
+    };
+    let mut jwk = jwk;
+    jwk["kid"] = json!(kid);
+    jwk["alg"] = json!(algorithm.as_str());
+    jwk["use"] = json!("sig");
+    Ok((signer, Some(jwk), decoding))
 }
 
 enum Signer {
@@ -270,30 +291,14 @@ impl SigningKey {
             return Ok(SigningKey::from_secret(secret));
         };
         let private = sealer.open(kid, sealed)?;
-        let bad = || KeyError::Malformed(kid.to_owned());
-        let (signer, decoding) = match algorithm {
-            KeyAlgorithm::Hs256 => {
-                (Signer::Hmac(EncodingKey::from_secret(&private)), DecodingKey::from_secret(&private))
-            }
-            KeyAlgorithm::EdDsa => {
-                let pair = Ed25519KeyPair::from_pkcs8(&private).map_err(|_| bad())?;
-                let x = B64.encode(pair.public_key().as_ref());
-                (Signer::Ed25519(pair), DecodingKey::from_ed_components(&x).map_err(|_| bad())?)
-            }
-            KeyAlgorithm::Es256 => {
-                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &private, &SystemRandom::new())
-                    .map_err(|_| bad())?;
-                let point = pair.public_key().as_ref().to_vec();
-                let (x, y) = (B64.encode(&point[1..33]), B64.encode(&point[33..65]));
-                (Signer::Ecdsa(pair), DecodingKey::from_ec_components(&x, &y).map_err(|_| bad())?)
-            }
-            KeyAlgorithm::Rs256 => {
-                let pair = RsaKeyPair::from_pkcs8(&private).map_err(|_| bad())?;
-                let jwk = public_jwk.as_ref().ok_or_else(bad)?;
-                let (n, e) = (jwk["n"].as_str().ok_or_else(bad)?, jwk["e"].as_str().ok_or_else(bad)?);
-                (Signer::Rsa(pair), DecodingKey::from_rsa_components(n, e).map_err(|_| bad())?)
-            }
-        };
+        let (signer, derived_jwk, decoding) = parse_private(kid, algorithm, &private)?;
+        // The public key is derived from the sealed private key, never read
+        // from the database: a tampered `public_jwk` column must not become
+        // a key we trust or publish.
+        if public_jwk.is_some() && public_jwk != derived_jwk {
+            return Err(KeyError::Malformed(kid.to_owned()));
+        }
+        let public_jwk = derived_jwk;
         Ok(SigningKey {
             kid: kid.to_owned(),
             algorithm,
@@ -390,6 +395,32 @@ mod tests {
         let sealer = Sealer::new(SECRET);
         let sealed = sealer.seal("k", b"private key bytes here").unwrap();
         assert!(!sealed.windows(7).any(|w| w == b"private"));
+    }
+
+    #[test]
+    fn a_resource_server_with_only_the_secret_verifies_server_tokens() {
+        let server = SigningKey::from_secret(SECRET);
+        let token = server.sign(&claims());
+        let resource =
+            Verifier::builder(KeySet::new([portcullis_verify::VerifyKey::shared_secret(SECRET.as_bytes())])).build();
+        assert_eq!(resource.verify(&token, 1500).unwrap().sub, "alice");
+    }
+
+    #[test]
+    fn a_tampered_public_key_column_is_refused() {
+        let sealer = Sealer::new(SECRET);
+        let new = generate(KeyAlgorithm::Rs256, &sealer).unwrap();
+        let mut forged = new.public_jwk.clone().unwrap();
+        forged["n"] = json!("AQAB");
+        let loaded = SigningKey::load(
+            &new.kid,
+            KeyAlgorithm::Rs256,
+            new.sealed_private.as_deref(),
+            Some(forged),
+            SECRET,
+            &sealer,
+        );
+        assert!(matches!(loaded, Err(KeyError::Malformed(_))));
     }
 
     #[test]

@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 use super::keys::SigningKey;
 use crate::domain::Scopes;
 
-/// A freshly issued access token.
-#[derive(Debug, Clone)]
+/// A freshly issued access token (no `Debug`: it is a credential).
+#[derive(Clone)]
 pub struct AccessToken {
     /// The compact JWT.
     pub jwt: String,

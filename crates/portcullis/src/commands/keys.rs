@@ -30,15 +30,13 @@ impl Context {
         secret_key_file: Option<std::path::PathBuf>,
     ) -> anyhow::Result<Self> {
         let url = file.database_url(database_url);
-        let store = crate::store::open(&url).await.context("opening database")?;
+        let store = crate::store::open(&url, &Default::default()).await.context("opening database")?;
         let from_env = std::env::var("PORTCULLIS_SECRET_KEY").ok().filter(|s| !s.is_empty());
         let secret_file = file.secret_key_file(secret_key_file);
         let secret = crate::server::load_secret(&url, from_env.as_deref(), secret_file.as_deref(), false)?;
-        let access_ttl = std::env::var("PORTCULLIS_ACCESS_TOKEN_TTL")
-            .ok()
-            .map(|t| config::parse_duration(&t))
-            .transpose()?
-            .map_or(15 * 60, |d| d.as_secs() as i64);
+        let from_env =
+            std::env::var("PORTCULLIS_ACCESS_TOKEN_TTL").ok().map(|t| config::parse_duration(&t)).transpose()?;
+        let access_ttl = from_env.or(file.access_token_ttl()?).map_or(15 * 60, |d| d.as_secs() as i64);
         Ok(Context { store, secret, access_ttl })
     }
 }

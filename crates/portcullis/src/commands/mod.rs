@@ -29,7 +29,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(command) => {
             init_tracing(LogFormat::Text, "warn");
-            let store = crate::store::open(&file.database_url(cli.database_url)).await.context("opening database")?;
+            let store = crate::store::open(&file.database_url(cli.database_url), &Default::default())
+                .await
+                .context("opening database")?;
             user::run(command, &store).await
         }
         Command::Keys(command) => {
@@ -45,7 +47,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             init_tracing(LogFormat::Text, "warn");
             let url = file.database_url(cli.database_url);
-            crate::store::open(&url).await.context("opening database")?;
+            crate::store::open(&url, &Default::default()).await.context("opening database")?;
             println!("database is up to date");
             Ok(())
         }

@@ -12,7 +12,7 @@ use crate::auth::password::{self, StoredHash};
 use crate::cli::UserCommand;
 use crate::domain::{NewPassword, Scopes, Username};
 use crate::http::users::Profile;
-use crate::store::{NewUser, SharedStore, StoreError};
+use crate::store::{NewUser, SharedStore, StoreError, UserPatch};
 
 /// Runs one `user` subcommand.
 ///
@@ -67,17 +67,19 @@ pub async fn run(command: UserCommand, store: &SharedStore) -> anyhow::Result<()
             let key = existing_key(store, &name).await?;
             let password = read_new_password(password_stdin)?;
             let hash = hash_off_runtime(password).await?;
-            store.set_password_hash(&key, &hash, now).await?;
-            println!("password of {name:?} changed");
+            // Through a patch, so the user's sessions end with the old password.
+            let patch = UserPatch { password_hash: Some(hash), ..UserPatch::default() };
+            store.update_user(&key, &patch, now).await?;
+            println!("password of {name:?} changed; their sessions are ended");
         }
         UserCommand::Disable { name } => {
             let key = existing_key(store, &name).await?;
-            store.set_disabled(&key, true, now).await?;
-            println!("user {name:?} disabled");
+            store.update_user(&key, &UserPatch { disabled: Some(true), ..UserPatch::default() }, now).await?;
+            println!("user {name:?} disabled; their sessions are ended");
         }
         UserCommand::Enable { name } => {
             let key = existing_key(store, &name).await?;
-            store.set_disabled(&key, false, now).await?;
+            store.update_user(&key, &UserPatch { disabled: Some(false), ..UserPatch::default() }, now).await?;
             println!("user {name:?} enabled");
         }
         UserCommand::Delete { name } => {

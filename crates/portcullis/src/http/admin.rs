@@ -1,7 +1,7 @@
 //! User administration under `/admin/users`; every route needs scope `admin`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiPath};
 use super::users::{Profile, Registration, insert, nullable};
 use crate::domain::{NewPassword, Scopes, Username, parse_email, parse_full_name};
 use crate::error::{ApiError, ApiResult};
@@ -158,7 +158,7 @@ pub async fn create_user(
     )
 )]
 #[instrument(skip_all)]
-pub async fn get_user(State(state): State<AppState>, Path(username): Path<String>) -> ApiResult<Json<Profile>> {
+pub async fn get_user(State(state): State<AppState>, ApiPath(username): ApiPath<String>) -> ApiResult<Json<Profile>> {
     let user = state.store.user_by_key(&Username::key_of(&username)).await?.ok_or_else(|| not_found(&username))?;
     Ok(Json(Profile::from(&user)))
 }
@@ -202,7 +202,7 @@ pub struct AdminPatch {
 #[instrument(skip_all)]
 pub async fn update_user(
     State(state): State<AppState>,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
     ApiJson(change): ApiJson<AdminPatch>,
 ) -> ApiResult<Json<Profile>> {
     let password_hash = match change.password {
@@ -220,8 +220,15 @@ pub async fn update_user(
         password_hash,
     };
     let now = crate::clock::unix_now() as i64;
-    let updated = state.store.update_user(&Username::key_of(&username), &patch, now).await?;
-    Ok(Json(Profile::from(&updated.ok_or_else(|| not_found(&username))?)))
+    let key = Username::key_of(&username);
+    let before = state.store.user_by_key(&key).await?.ok_or_else(|| not_found(&username))?;
+    let updated = state.store.update_user(&key, &patch, now).await?.ok_or_else(|| not_found(&username))?;
+    // Live tokens carry the scopes of their login: when a scope is taken
+    // away, end the sessions so no token keeps it.
+    if before.scopes.iter().any(|s| !updated.scopes.contains(s)) {
+        state.store.end_user_sessions(&key, now).await?;
+    }
+    Ok(Json(Profile::from(&updated)))
 }
 
 /// Deletes a user and their sessions.
@@ -237,7 +244,7 @@ pub async fn update_user(
     )
 )]
 #[instrument(skip_all)]
-pub async fn delete_user(State(state): State<AppState>, Path(username): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_user(State(state): State<AppState>, ApiPath(username): ApiPath<String>) -> ApiResult<StatusCode> {
     if state.store.delete_user(&Username::key_of(&username)).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -46,15 +46,36 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// `axum::extract::Path` with JSON error bodies.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+            Err(r) => Err(ApiError::Rejected { status: StatusCode::BAD_REQUEST, detail: r.body_text() }),
+        }
+    }
+}
+
 /// Parameters that are credentials: never accepted in a URL, where proxies
 /// and access logs keep them.
 const SECRET_PARAMS: &[&str] = &["password", "client_secret", "refresh_token", "token"];
 
 /// The fields of an OAuth form body, `application/x-www-form-urlencoded` or
 /// `multipart/form-data`, each at most once (RFC 6749 §3.2).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct OAuthForm {
     fields: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for OAuthForm {
+    /// Field names only: the values are passwords and tokens.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.fields.keys()).finish()
+    }
 }
 
 impl OAuthForm {

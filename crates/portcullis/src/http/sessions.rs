@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use portcullis_verify::{Authenticated, Claims, RequireScopes};
+use portcullis_verify::{Authenticated, Claims, RequireScopes, TokenError};
 use serde_json::{Value, json};
 use tracing::instrument;
 use utoipa::ToSchema;
@@ -103,10 +103,14 @@ pub async fn introspect(State(state): State<AppState>, form: OAuthForm) -> ApiRe
     let token = form.require("token")?;
     let now = crate::clock::unix_now();
     // The full check, deny list and session included.
-    if let Ok(claims) = state.verifier.authenticate(token, now).await {
+    let checked = state.verifier.authenticate(token, now).await;
+    if let Err(e @ TokenError::Unavailable(_)) = checked {
+        return Err(e.into());
+    }
+    if let Ok(claims) = checked {
         let mut body = json!({
             "active": true,
-            "token_type": "access_token",
+            "token_type": "bearer",
             "sub": claims.sub,
             "username": claims.sub,
             "scope": claims.scope,

@@ -49,7 +49,7 @@ struct TokenForm {
 }
 
 /// A successful token response (RFC 6749 §5.1).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
     /// The JWT access token.
     access_token: String,
@@ -100,6 +100,14 @@ fn parse_scope(scope: Option<&str>) -> ApiResult<Scopes> {
 
 fn wrong_credentials() -> ApiError {
     ApiError::oauth(StatusCode::UNAUTHORIZED, OAuthCode::InvalidGrant, "Incorrect username or password")
+}
+
+fn wider_scope() -> ApiError {
+    ApiError::oauth(
+        StatusCode::BAD_REQUEST,
+        OAuthCode::InvalidScope,
+        "a refresh cannot grant scopes the session was not granted",
+    )
 }
 
 fn bad_refresh_token() -> ApiError {
@@ -166,7 +174,14 @@ async fn password_grant(state: &AppState, username: &str, password: &str, scope:
     };
     let refresh = new_refresh_token();
     let expires_at = (now + state.settings.refresh_token_ttl) as i64;
-    state.store.create_session(&session, &refresh_token_hash(&refresh), expires_at, now as i64).await?;
+    let started = state
+        .store
+        .create_session(&session, &user.password_hash, &refresh_token_hash(&refresh), expires_at, now as i64)
+        .await?;
+    if !started {
+        // The password changed or the user was disabled while we hashed.
+        return Err(wrong_credentials());
+    }
     Ok(respond(state, &user.username, &granted, &session.id, refresh, now))
 }
 
@@ -175,12 +190,18 @@ async fn password_grant(state: &AppState, username: &str, password: &str, scope:
 async fn refresh_grant(state: &AppState, refresh_token: &str, scope: Option<&str>) -> ApiResult<Response> {
     let requested = parse_scope(scope)?;
     let now = crate::clock::unix_now();
+    // Refuse a wider scope before the token is used up: a client that gets
+    // this error may retry with the same token.
+    let hash = refresh_token_hash(refresh_token);
+    if let Some(info) = state.store.refresh_token_info(&hash, now as i64).await? {
+        let session_scope = Scopes::parse(&info.session.scope).unwrap_or_default();
+        if requested.iter().any(|s| !session_scope.contains(s)) {
+            return Err(wider_scope());
+        }
+    }
     let fresh = new_refresh_token();
     let expires_at = (now + state.settings.refresh_token_ttl) as i64;
-    let rotation = state
-        .store
-        .rotate_refresh_token(&refresh_token_hash(refresh_token), &refresh_token_hash(&fresh), expires_at, now as i64)
-        .await?;
+    let rotation = state.store.rotate_refresh_token(&hash, &refresh_token_hash(&fresh), expires_at, now as i64).await?;
     let session = match rotation {
         Rotation::Rotated(session) => session,
         Rotation::Reused => {
@@ -193,12 +214,8 @@ async fn refresh_grant(state: &AppState, refresh_token: &str, scope: Option<&str
     // Never more than the session was granted, nor than the user holds now.
     let granted = Scopes::parse(&session.scope).unwrap_or_default().grant(&requested);
     let granted = user.scopes.grant(&granted);
-    if !requested.is_empty() && requested.iter().any(|s| !granted.contains(s)) {
-        return Err(ApiError::oauth(
-            StatusCode::BAD_REQUEST,
-            OAuthCode::InvalidScope,
-            "a refresh cannot grant scopes the session was not granted",
-        ));
+    if requested.iter().any(|s| !granted.contains(s)) {
+        return Err(wider_scope());
     }
     Ok(respond(state, &user.username, &granted, &session.id, fresh, now))
 }

@@ -4,6 +4,8 @@
 //! SQLite is the default; a PostgreSQL implementation fits beside
 //! [`sqlite`] behind the same trait. SQL stays in the module of its back end.
 
+pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -132,10 +134,10 @@ pub enum StoreError {
     #[error("already exists")]
     Conflict,
     /// The database failed or could not be reached.
-    #[error("database: {0}")]
+    #[error(transparent)]
     Database(#[from] sqlx::Error),
     /// Migrations could not be applied.
-    #[error("migrations: {0}")]
+    #[error("applying migrations")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
@@ -164,16 +166,10 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` users whose key sorts after `after`, in key order.
     async fn list_users(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<User>>;
 
-    /// Sets a new password hash; `false` when there is no such user.
-    async fn set_password_hash(&self, key: &str, hash: &StoredHash, now: i64) -> StoreResult<bool>;
-
     /// Replaces `old` by `new` only if the stored hash is still `old`, so an
     /// upgrade after login never undoes a password change made meanwhile.
     async fn upgrade_password_hash(&self, key: &str, old: &StoredHash, new: &StoredHash, now: i64)
     -> StoreResult<bool>;
-
-    /// Disables or enables a user; `false` when there is no such user.
-    async fn set_disabled(&self, key: &str, disabled: bool, now: i64) -> StoreResult<bool>;
 
     /// Deletes a user (and, by cascade, their sessions); `false` when there
     /// is no such user.
@@ -187,9 +183,17 @@ pub trait Store: Send + Sync + 'static {
     /// no longer exists.
     async fn token_standing(&self, user_key: &str, sid: Option<&str>, jti: &str) -> StoreResult<Option<TokenStanding>>;
 
-    /// Starts a session with its first refresh token.
-    async fn create_session(&self, session: &Session, refresh_hash: &str, expires_at: i64, now: i64)
-    -> StoreResult<()>;
+    /// Starts a session with its first refresh token, only if the user is
+    /// still enabled and their hash is still `verified` (a password change
+    /// or disable racing the login wins). `false` when it was not started.
+    async fn create_session(
+        &self,
+        session: &Session,
+        verified: &StoredHash,
+        refresh_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<bool>;
 
     /// Retires `old_hash` and stores `new_hash` in its place, atomically: of
     /// two concurrent calls with one token, at most one rotates. A token
@@ -230,17 +234,39 @@ pub trait Store: Send + Sync + 'static {
 /// The store as the rest of the program holds it.
 pub type SharedStore = Arc<dyn Store>;
 
-/// Opens the database a URL names, creating and migrating it as needed.
+/// Connection-pool settings.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Most connections open at once.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before failing with `503`.
+    pub acquire_timeout: std::time::Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings { max_connections: 10, acquire_timeout: std::time::Duration::from_secs(5) }
+    }
+}
+
+/// The database could not be reached or opened at start.
+#[derive(Debug, thiserror::Error)]
+#[error("database unavailable")]
+pub struct Unavailable(#[source] pub StoreError);
+
+/// Opens the database a URL names (`sqlite://FILE` or `postgres://…`),
+/// creating and migrating it as needed.
 ///
 /// # Errors
-/// A message for an unsupported URL, or the database error.
-pub async fn open(url: &str) -> anyhow::Result<SharedStore> {
+/// [`Unavailable`] when it cannot be reached; a message for an unsupported URL.
+pub async fn open(url: &str, pool: &PoolSettings) -> anyhow::Result<SharedStore> {
     if url.starts_with("sqlite:") {
-        let store = sqlite::SqliteStore::open(url).await?;
+        let store = sqlite::SqliteStore::open(url, pool).await.map_err(Unavailable)?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        anyhow::bail!("PostgreSQL is not supported by this build yet: use a sqlite:// URL")
+        let store = postgres::PgStore::open(url, pool).await.map_err(Unavailable)?;
+        Ok(Arc::new(store))
     } else {
-        anyhow::bail!("unsupported database URL scheme: use sqlite://FILE (or postgres://…)")
+        anyhow::bail!("unsupported database URL: use sqlite://FILE or postgres://USER@HOST/DB")
     }
 }

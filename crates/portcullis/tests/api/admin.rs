@@ -110,6 +110,33 @@ async fn an_admin_password_reset_ends_the_users_sessions() {
 }
 
 #[tokio::test]
+async fn taking_a_scope_away_ends_the_users_sessions() {
+    let app = spawn_app().await;
+    app.add_user("ada", "adas-password-1", "admin items").await;
+    let admin = app.access_token("admin", ADMIN_PASSWORD).await;
+    let ada = app.access_token("ada", "adas-password-1").await;
+
+    let response =
+        call(&app, reqwest::Method::PATCH, "/admin/users/ada", &admin, Some(json!({"scopes": ["items"]}))).await;
+
+    assert_eq!(response.status(), 200);
+    let still = call(&app, reqwest::Method::GET, "/admin/users", &ada, None).await;
+    assert_eq!(still.status(), 401, "the token that held admin no longer works");
+}
+
+#[tokio::test]
+async fn a_path_that_is_not_utf8_gets_a_json_400() {
+    let app = spawn_app().await;
+    let admin = app.access_token("admin", ADMIN_PASSWORD).await;
+
+    let response = call(&app, reqwest::Method::GET, "/admin/users/%FF", &admin, None).await;
+
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["detail"].is_string());
+}
+
+#[tokio::test]
 async fn the_user_list_pages_with_a_cursor() {
     let app = spawn_app().await;
     for name in ["u1", "u2", "u3", "u4"] {

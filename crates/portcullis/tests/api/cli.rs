@@ -69,7 +69,23 @@ async fn disable_enable_passwd_and_delete_take_effect_on_the_running_server() {
     ok(&cli(dir.path(), &["user", "enable", "HEIDI"], None));
     assert_eq!(login(&server.url, "heidi", "heidis-password-1").await, 200);
 
+    let token: Value = client()
+        .post(format!("{}/token", server.url))
+        .form(&[("username", "heidi"), ("password", "heidis-password-1")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me = |token: String| {
+        let url = server.url.clone();
+        async move { client().get(format!("{url}/users/me")).bearer_auth(token).send().await.unwrap().status().as_u16() }
+    };
+    let access = token["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(me(access.clone()).await, 200);
     ok(&cli(dir.path(), &["user", "passwd", "heidi", "--password-stdin"], Some("heidis-new-password\n")));
+    assert_eq!(me(access).await, 401, "a CLI password change ends the user's sessions");
     assert_eq!(login(&server.url, "heidi", "heidis-password-1").await, 401);
     assert_eq!(login(&server.url, "heidi", "heidis-new-password").await, 200);
 

@@ -43,6 +43,7 @@ pub fn test_config(dir: &Path) -> ServeConfig {
         refresh_token_ttl: Duration::from_secs(14 * 86400),
         algorithm: portcullis::auth::keys::KeyAlgorithm::Hs256,
         bootstrap_admin_password: Some(ADMIN_PASSWORD.into()),
+        pool: Default::default(),
         hash_threads: 2,
         hash_queue: 64,
     }
@@ -116,6 +117,11 @@ impl TestApp {
             password_hash: password::hash(password),
         };
         self.state.store.insert_user(&user, 0).await.unwrap();
+    }
+
+    pub async fn disable(&self, name: &str) {
+        let patch = portcullis::store::UserPatch { disabled: Some(true), ..Default::default() };
+        self.state.store.update_user(name, &patch, 0).await.unwrap().expect("user exists");
     }
 
     /// Signs arbitrary claims with `key`, as an attacker (or a test) would.

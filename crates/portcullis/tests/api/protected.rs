@@ -222,7 +222,7 @@ async fn the_token_of_a_user_disabled_or_deleted_since_is_refused() {
     let frank = app.access_token("frank", "franks-password-1").await;
     assert_eq!(app.me(&erin).await.status(), 200);
 
-    app.state.store.set_disabled("erin", true, 0).await.unwrap();
+    app.disable("erin").await;
     app.state.store.delete_user("frank").await.unwrap();
 
     assert_invalid_token(&app, &erin).await;

@@ -164,12 +164,33 @@ async fn a_refresh_never_grants_more_than_the_login_did() {
 }
 
 #[tokio::test]
+async fn a_refused_wider_scope_does_not_use_up_the_refresh_token() {
+    let app = spawn_app().await;
+    app.add_user("sal", "sals-password-1", "items me").await;
+    let body: Value =
+        app.post_form("/token", "username=sal&password=sals-password-1&scope=items").await.json().await.unwrap();
+    let token = body["refresh_token"].as_str().unwrap();
+
+    let widened = app
+        .client
+        .post(format!("{}/token", app.url))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", token), ("scope", "me")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(widened.status(), 400);
+
+    let retried = refreshed(&app, token).await;
+    assert_eq!(app.me(&retried.access).await.status(), 200);
+}
+
+#[tokio::test]
 async fn a_disabled_user_cannot_refresh() {
     let app = spawn_app().await;
     app.add_user("tina", "tinas-password-1", "").await;
     let tokens = login(&app, "tina", "tinas-password-1").await;
 
-    app.state.store.set_disabled("tina", true, 0).await.unwrap();
+    app.disable("tina").await;
 
     assert_invalid_grant(refresh(&app, &tokens.refresh).await).await;
 }
@@ -310,7 +331,7 @@ async fn introspection_round_trip() {
     assert_eq!(access["active"], true);
     assert_eq!(access["sub"], "vic");
     assert_eq!(access["scope"], "items");
-    assert_eq!(access["token_type"], "access_token");
+    assert_eq!(access["token_type"], "bearer");
     for claim in ["exp", "iat", "jti"] {
         assert!(access[claim].is_number() || access[claim].is_string(), "{claim}: {access}");
     }

@@ -88,7 +88,7 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_401() {
 async fn a_disabled_user_with_the_right_password_is_told_it_is_inactive() {
     let app = spawn_app().await;
     app.add_user("carol", "carols-password-1", "").await;
-    app.state.store.set_disabled("carol", true, 0).await.unwrap();
+    app.disable("carol").await;
 
     let right = app.login("carol", "carols-password-1").await;
     let wrong = app.login("carol", "not-carols-password").await;

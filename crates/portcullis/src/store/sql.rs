@@ -1,0 +1,416 @@
+//! The SQL both back ends share. SQLite and PostgreSQL accept the same
+//! statements here (`$n` placeholders, `returning`, `on conflict`), so they
+//! are written once and stamped into each back end's module by
+//! [`sql_store!`]; what differs (connection setup, migrations) stays in
+//! `sqlite.rs` and `postgres.rs`. Concurrency-sensitive operations are single
+//! conditional statements or transactions that start with a write, so both
+//! databases serialize them.
+
+/// Implements [`super::Store`] for `$store`, whose `pool` field is a sqlx
+/// pool with rows of type `$row`.
+macro_rules! sql_store {
+    ($store:ty, $row:ty) => {
+        use async_trait::async_trait;
+        use sqlx::Row;
+
+        use crate::auth::password::StoredHash;
+        use crate::domain::Scopes;
+        use crate::store::{
+            KeyRow, NewUser, RefreshTokenInfo, Rotation, Session, Store, StoreError, StoreResult, TokenStanding, User,
+            UserPatch,
+        };
+
+fn user_from_row(row: &$row) -> StoreResult<User> {
+    let scopes: String = row.try_get("scopes")?;
+    Ok(User {
+        username: row.try_get("username")?,
+        email: row.try_get("email")?,
+        full_name: row.try_get("full_name")?,
+        disabled: row.try_get("disabled")?,
+        // Only valid scopes are ever written; an unreadable one is dropped.
+        scopes: Scopes::parse(&scopes).unwrap_or_default(),
+        password_hash: StoredHash::new(row.try_get("password_hash")?),
+    })
+}
+
+fn conflict_or(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        _ => StoreError::Database(e),
+    }
+}
+
+#[async_trait]
+impl Store for $store {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn count_users(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("select count(*) from users").fetch_one(&self.pool).await?)
+    }
+
+    async fn insert_user(&self, user: &NewUser, now: i64) -> StoreResult<()> {
+        sqlx::query(
+            "insert into users (username, username_key, email, full_name, password_hash, scopes, disabled, created_at, updated_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(user.username.as_str())
+        .bind(user.username.key())
+        .bind(&user.email)
+        .bind(&user.full_name)
+        .bind(user.password_hash.expose())
+        .bind(user.scopes.to_string())
+        .bind(user.disabled)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(conflict_or)?;
+        Ok(())
+    }
+
+    async fn user_by_key(&self, key: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(
+            "select username, email, full_name, disabled, scopes, password_hash from users where username_key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query(
+            "select username, email, full_name, disabled, scopes, password_hash from users
+             where username_key > $1 order by username_key limit $2",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        key: &str,
+        old: &StoredHash,
+        new: &StoredHash,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "update users set password_hash = $1, updated_at = $2 where username_key = $3 and password_hash = $4",
+        )
+        .bind(new.expose())
+        .bind(now)
+        .bind(key)
+        .bind(old.expose())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_user(&self, key: &str) -> StoreResult<bool> {
+        let done = sqlx::query("delete from users where username_key = $1").bind(key).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn update_user(&self, key: &str, patch: &UserPatch, now: i64) -> StoreResult<Option<User>> {
+        let mut tx = self.pool.begin().await?;
+        // Each field is set only when the patch carries it: `$n_set` flags
+        // keep this one statement instead of one per combination.
+        let done = sqlx::query(
+            "update users set
+                email = case when $1 then $2 else email end,
+                full_name = case when $3 then $4 else full_name end,
+                scopes = coalesce($5, scopes),
+                disabled = coalesce($6, disabled),
+                password_hash = coalesce($7, password_hash),
+                updated_at = $8
+             where username_key = $9",
+        )
+        .bind(patch.email.is_some())
+        .bind(patch.email.clone().flatten())
+        .bind(patch.full_name.is_some())
+        .bind(patch.full_name.clone().flatten())
+        .bind(patch.scopes.as_ref().map(ToString::to_string))
+        .bind(patch.disabled)
+        .bind(patch.password_hash.as_ref().map(|h| h.expose().to_owned()))
+        .bind(now)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        if patch.disabled == Some(true) || patch.password_hash.is_some() {
+            sqlx::query("update sessions set revoked_at = $1 where user_key = $2 and revoked_at is null")
+                .bind(now)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let row = sqlx::query(
+            "select username, email, full_name, disabled, scopes, password_hash from users where username_key = $1",
+        )
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        user_from_row(&row).map(Some)
+    }
+
+    async fn token_standing(&self, user_key: &str, sid: Option<&str>, jti: &str) -> StoreResult<Option<TokenStanding>> {
+        let row = sqlx::query(
+            "select u.disabled,
+                    (select count(*) from sessions s where s.id = $2 and s.revoked_at is null) as live_sessions,
+                    (select count(*) from denied_tokens d where d.jti = $3) as denials
+             from users u where u.username_key = $1",
+        )
+        .bind(user_key)
+        .bind(sid.unwrap_or_default())
+        .bind(jti)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let live: i64 = row.try_get("live_sessions")?;
+        let denials: i64 = row.try_get("denials")?;
+        Ok(Some(TokenStanding {
+            user_disabled: row.try_get("disabled")?,
+            session_ended: sid.is_some() && live == 0,
+            denied: denials > 0,
+        }))
+    }
+
+    async fn create_session(
+        &self,
+        session: &Session,
+        verified: &StoredHash,
+        refresh_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let started = sqlx::query(
+            "insert into sessions (id, user_key, scope, created_at, expires_at)
+             select $1, username_key, $3, $4, $5 from users
+             where username_key = $2 and password_hash = $6 and disabled = false",
+        )
+        .bind(&session.id)
+        .bind(&session.user_key)
+        .bind(&session.scope)
+        .bind(now)
+        .bind(expires_at)
+        .bind(verified.expose())
+        .execute(&mut *tx)
+        .await?;
+        if started.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("insert into refresh_tokens (token_hash, session_id, created_at, expires_at) values ($1, $2, $3, $4)")
+            .bind(refresh_hash)
+            .bind(&session.id)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<Rotation> {
+        // The conditional update takes SQLite's write lock first, so two
+        // racing rotations serialize here and only one sees `used_at` null.
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "update refresh_tokens set used_at = $1
+             where token_hash = $2 and used_at is null and expires_at > $1
+             returning session_id",
+        )
+        .bind(now)
+        .bind(old_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(claimed) = claimed else {
+            let used: Option<(String, Option<i64>)> =
+                sqlx::query_as("select session_id, used_at from refresh_tokens where token_hash = $1")
+                    .bind(old_hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let outcome = match used {
+                Some((session_id, Some(_))) => {
+                    sqlx::query("update sessions set revoked_at = $1 where id = $2 and revoked_at is null")
+                        .bind(now)
+                        .bind(session_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    Rotation::Reused
+                }
+                _ => Rotation::Invalid,
+            };
+            tx.commit().await?;
+            return Ok(outcome);
+        };
+        let session_id: String = claimed.try_get("session_id")?;
+        let session = sqlx::query(
+            "select s.id, s.user_key, s.scope from sessions s join users u on u.username_key = s.user_key
+             where s.id = $1 and s.revoked_at is null and u.disabled = false",
+        )
+        .bind(&session_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(session) = session else {
+            tx.commit().await?;
+            return Ok(Rotation::Invalid);
+        };
+        sqlx::query(
+            "insert into refresh_tokens (token_hash, session_id, created_at, expires_at) values ($1, $2, $3, $4)",
+        )
+        .bind(new_hash)
+        .bind(&session_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("update sessions set expires_at = $1 where id = $2")
+            .bind(expires_at)
+            .bind(&session_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Rotation::Rotated(Session {
+            id: session.try_get("id")?,
+            user_key: session.try_get("user_key")?,
+            scope: session.try_get("scope")?,
+        }))
+    }
+
+    async fn refresh_token_info(&self, hash: &str, now: i64) -> StoreResult<Option<RefreshTokenInfo>> {
+        let row = sqlx::query(
+            "select s.id, s.user_key, s.scope, s.revoked_at, r.created_at, r.expires_at, r.used_at, u.disabled
+             from refresh_tokens r join sessions s on s.id = r.session_id join users u on u.username_key = s.user_key
+             where r.token_hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let expires_at: i64 = row.try_get("expires_at")?;
+        let revoked: Option<i64> = row.try_get("revoked_at")?;
+        let used: Option<i64> = row.try_get("used_at")?;
+        let disabled: bool = row.try_get("disabled")?;
+        Ok(Some(RefreshTokenInfo {
+            session: Session {
+                id: row.try_get("id")?,
+                user_key: row.try_get("user_key")?,
+                scope: row.try_get("scope")?,
+            },
+            created_at: row.try_get("created_at")?,
+            expires_at,
+            active: revoked.is_none() && used.is_none() && !disabled && expires_at > now,
+        }))
+    }
+
+    async fn end_session(&self, sid: &str, now: i64) -> StoreResult<bool> {
+        let done = sqlx::query("update sessions set revoked_at = $1 where id = $2 and revoked_at is null")
+            .bind(now)
+            .bind(sid)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn end_user_sessions(&self, user_key: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("update sessions set revoked_at = $1 where user_key = $2 and revoked_at is null")
+            .bind(now)
+            .bind(user_key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn deny_token(&self, jti: &str, expires_at: i64) -> StoreResult<()> {
+        sqlx::query("insert into denied_tokens (jti, expires_at) values ($1, $2) on conflict (jti) do nothing")
+            .bind(jti)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn prune(&self, before: i64) -> StoreResult<u64> {
+        let mut gone = 0;
+        for sql in [
+            "delete from denied_tokens where expires_at < $1",
+            "delete from refresh_tokens where expires_at < $1",
+            "delete from sessions where expires_at < $1",
+        ] {
+            gone += sqlx::query(sql).bind(before).execute(&self.pool).await?.rows_affected();
+        }
+        Ok(gone)
+    }
+
+    async fn list_keys(&self) -> StoreResult<Vec<KeyRow>> {
+        let rows = sqlx::query(
+            "select kid, algorithm, sealed_private, public_jwk, created_at, superseded_at
+             from signing_keys order by created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(KeyRow {
+                    kid: row.try_get("kid")?,
+                    algorithm: row.try_get("algorithm")?,
+                    sealed_private: row.try_get("sealed_private")?,
+                    public_jwk: row.try_get("public_jwk")?,
+                    created_at: row.try_get("created_at")?,
+                    superseded_at: row.try_get("superseded_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_signing_key(&self, key: &KeyRow, only_if_none: bool) -> StoreResult<bool> {
+        // A unique index allows one active key: of two instances creating
+        // the first key, or two rotations racing, one wins, the other gets
+        // a conflict.
+        let mut tx = self.pool.begin().await?;
+        if !only_if_none {
+            sqlx::query("update signing_keys set superseded_at = $1 where superseded_at is null")
+                .bind(key.created_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let inserted = sqlx::query(
+            "insert into signing_keys (kid, algorithm, sealed_private, public_jwk, created_at) values ($1, $2, $3, $4, $5)",
+        )
+        .bind(&key.kid)
+        .bind(&key.algorithm)
+        .bind(&key.sealed_private)
+        .bind(&key.public_jwk)
+        .bind(key.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_or);
+        match inserted {
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(true)
+            }
+            Err(StoreError::Conflict) if only_if_none => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+    };
+}
+
+pub(crate) use sql_store;
