@@ -29,10 +29,51 @@ pub struct TestApp {
     pub _dir: TempDir,
 }
 
-pub fn test_config(dir: &Path) -> ServeConfig {
+/// The PostgreSQL server tests use: `PORTCULLIS_TEST_POSTGRES`. Tests that
+/// need it fail (never skip) without it.
+pub fn postgres_admin_url() -> String {
+    std::env::var("PORTCULLIS_TEST_POSTGRES").expect(
+        "PORTCULLIS_TEST_POSTGRES is not set: point it at a PostgreSQL server (e.g. postgres://postgres@127.0.0.1:5432/postgres)",
+    )
+}
+
+/// A fresh, empty PostgreSQL database for one test; returns its URL.
+pub async fn fresh_postgres_database() -> String {
+    use sqlx::Connection;
+    let admin = postgres_admin_url();
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PORTCULLIS_TEST_POSTGRES is reachable");
+    let name = format!("portcullis_t_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}"))).execute(&mut conn).await.unwrap();
+    let mut url = url_without_path(&admin);
+    url.push('/');
+    url.push_str(&name);
+    url
+}
+
+fn url_without_path(url: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let path_start = url[scheme_end..].find('/').map_or(url.len(), |i| scheme_end + i);
+    url[..path_start].to_owned()
+}
+
+/// Whether the HTTP suite runs on PostgreSQL (`PORTCULLIS_TEST_BACKEND=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("PORTCULLIS_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// The database for one in-process test server.
+pub async fn test_database_url(dir: &Path) -> String {
+    if on_postgres() {
+        fresh_postgres_database().await
+    } else {
+        format!("sqlite://{}", dir.join("portcullis.db").display())
+    }
+}
+
+pub fn test_config(dir: &Path, database_url: String) -> ServeConfig {
     ServeConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}", dir.join("portcullis.db").display()),
+        database_url,
         allow_registration: false,
         log_format: LogFormat::Text,
         secret_key: Some(SECRET.into()),
@@ -55,7 +96,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_with(change: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
+    let mut config = test_config(dir.path(), test_database_url(dir.path()).await);
     change(&mut config);
     let server = Server::build(&config).await.expect("server starts");
     let addr: SocketAddr = server.local_addr().unwrap();

@@ -12,4 +12,5 @@ mod malformed;
 mod protected;
 mod sessions;
 mod startup;
+mod store;
 mod token;
