@@ -70,7 +70,7 @@ pub async fn test_database_url(dir: &Path) -> String {
     }
 }
 
-pub fn test_config(dir: &Path, database_url: String) -> ServeConfig {
+pub fn test_config(database_url: String) -> ServeConfig {
     ServeConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
         database_url,
@@ -96,7 +96,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_with(change: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path(), test_database_url(dir.path()).await);
+    let mut config = test_config(test_database_url(dir.path()).await);
     change(&mut config);
     let server = Server::build(&config).await.expect("server starts");
     let addr: SocketAddr = server.local_addr().unwrap();
