@@ -24,9 +24,16 @@ pub const POLL: Duration = Duration::from_secs(2);
 /// covering clock skew between instances.
 const RETIRE_GRACE_SECS: i64 = 60;
 
+/// A rotated-in key is published and verifies at once, but signs only this
+/// many seconds later: by then every instance (polling every 2 s) knows it,
+/// so no instance sees a token signed by a key it does not have yet.
+pub const ACTIVATION_DELAY_SECS: i64 = 3;
+
 /// What a key row's state is, seen at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyState {
+    /// Verifies and is published; signs from its `created_at` on.
+    Pending,
     /// Signs new tokens.
     Active,
     /// Superseded; verifies (and is published) until its tokens expire.
@@ -39,6 +46,7 @@ impl KeyState {
     /// Lower-case name for listings.
     pub fn as_str(self) -> &'static str {
         match self {
+            KeyState::Pending => "pending",
             KeyState::Active => "active",
             KeyState::Verifying => "verifying",
             KeyState::Retired => "retired",
@@ -48,8 +56,12 @@ impl KeyState {
 
 /// The state of a stored key at `now`, with access tokens living `ttl` seconds.
 pub fn state_of(row: &KeyRow, now: i64, ttl: i64) -> KeyState {
+    if row.created_at > now {
+        return KeyState::Pending;
+    }
     match row.superseded_at {
         None => KeyState::Active,
+        Some(at) if at > now => KeyState::Active,
         Some(at) if at + ttl + RETIRE_GRACE_SECS > now => KeyState::Verifying,
         Some(_) => KeyState::Retired,
     }
@@ -64,8 +76,8 @@ pub struct LoadedKeys {
     pub verify: Vec<VerifyKey>,
     /// Public JWKs to publish (asymmetric keys that verify).
     pub jwks: Vec<Value>,
-    /// Rows as read, to notice changes cheaply.
-    fingerprint: Vec<(String, Option<i64>)>,
+    /// Each key's state when loaded, to notice changes cheaply.
+    fingerprint: Vec<(String, KeyState)>,
 }
 
 /// Loads and unseals the keys; superseded keys that cannot be unsealed are
@@ -81,6 +93,10 @@ pub fn load(rows: &[KeyRow], secret: &str, sealer: &Sealer, now: i64, ttl: i64) 
         let state = state_of(row, now, ttl);
         if state == KeyState::Retired {
             continue;
+        }
+        if state == KeyState::Active && signer.is_some() {
+            // Only if clocks or rows are odd: the newest active key signs.
+            tracing::warn!(kid = %row.kid, "two active signing keys; using the newer");
         }
         let algorithm = KeyAlgorithm::parse(&row.algorithm)
             .with_context(|| format!("signing key {} has unknown algorithm {:?}", row.kid, row.algorithm))?;
@@ -101,7 +117,7 @@ pub fn load(rows: &[KeyRow], secret: &str, sealer: &Sealer, now: i64, ttl: i64) 
         }
     }
     let signer = signer.context("the database has no active signing key")?;
-    let fingerprint = rows.iter().map(|r| (r.kid.clone(), r.superseded_at)).collect();
+    let fingerprint = rows.iter().map(|r| (r.kid.clone(), state_of(r, now, ttl))).collect();
     Ok(LoadedKeys { signer, verify, jwks, fingerprint })
 }
 
@@ -150,16 +166,19 @@ pub async fn ensure_signing_key(
     Ok(())
 }
 
-/// Makes a new signing key and makes it active.
+/// Makes a new signing key, active [`ACTIVATION_DELAY_SECS`] from `now`.
 ///
 /// # Errors
-/// A database error.
+/// A database error, or a rotation racing this one.
 pub async fn rotate(store: &SharedStore, sealer: &Sealer, algorithm: KeyAlgorithm, now: i64) -> anyhow::Result<String> {
     // HS256 rotation makes a random HMAC key: the secret-derived one would
     // keep its kid and change nothing.
     let key = keys::generate(algorithm, sealer)?;
     let kid = key.kid.clone();
-    store.add_signing_key(&row_of(key, now), false).await?;
+    store
+        .add_signing_key(&row_of(key, now + ACTIVATION_DELAY_SECS), false)
+        .await
+        .context("another rotation happened at the same time; list the keys and try again")?;
     Ok(kid)
 }
 
@@ -223,7 +242,7 @@ impl Keyring {
         let ttl = self.issuer.ttl_secs() as i64;
         let fresh = load(&rows, self.secret.expose_secret(), &self.sealer, now, ttl)?;
         let old = self.current();
-        if fresh.fingerprint == old.fingerprint && fresh.verify.len() == old.verify.len() {
+        if fresh.fingerprint == old.fingerprint {
             return Ok(false);
         }
         tracing::info!(kid = %fresh.signer.kid(), "signing keys reloaded");

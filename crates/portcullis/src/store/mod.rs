@@ -225,8 +225,8 @@ pub trait Store: Send + Sync + 'static {
     /// All signing keys, oldest first.
     async fn list_keys(&self) -> StoreResult<Vec<KeyRow>>;
 
-    /// Makes `key` the signing key: supersedes the current one, in one
-    /// transaction. With `only_if_none`, does nothing when any key exists
+    /// Makes `key` the signing key from its `created_at` on: the current one
+    /// is superseded at that time, in one transaction. With `only_if_none`, does nothing when any key exists
     /// (two instances starting on a new database create one key, not two).
     async fn add_signing_key(&self, key: &KeyRow, only_if_none: bool) -> StoreResult<bool>;
 }
