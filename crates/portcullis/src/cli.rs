@@ -93,6 +93,10 @@ pub struct ServeArgs {
           value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
     pub allow_registration: Option<bool>,
 
+    /// Proxies (CIDRs) whose X-Forwarded-For names the client, e.g. 10.0.0.0/8,127.0.0.1/32.
+    #[arg(long, env = "PORTCULLIS_TRUSTED_PROXIES", value_delimiter = ',', value_name = "CIDR,…")]
+    pub trusted_proxies: Vec<String>,
+
     /// Log format [default: text].
     #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::auth::throttle::ThrottleSettings;
 use crate::cli::{KeyAlgorithm, LogFormat, ServeArgs};
 use crate::store::PoolSettings;
 
@@ -33,6 +34,7 @@ pub struct FileConfig {
     algorithm: Option<String>,
     database_pool_size: Option<u32>,
     database_timeout: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -94,6 +96,10 @@ pub struct ServeConfig {
     pub algorithm: KeyAlgorithm,
     /// Database connection pool.
     pub pool: PoolSettings,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Login throttling limits.
+    pub throttle: ThrottleSettings,
     /// Password of the first `admin`, from `PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD`.
     pub bootstrap_admin_password: Option<SecretString>,
     /// Password-hashing threads.
@@ -139,6 +145,21 @@ impl ServeConfig {
                 .with_context(|| format!("algorithm {name:?}: use HS256, EdDSA, ES256 or RS256"))?,
             (None, None) => KeyAlgorithm::Hs256,
         };
+        let proxies = if args.trusted_proxies.is_empty() {
+            file.trusted_proxies.clone().unwrap_or_default()
+        } else {
+            args.trusted_proxies
+        };
+        let trusted_proxies = proxies
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .with_context(|| format!("trusted_proxies: {p:?} is not an address or CIDR (e.g. 10.0.0.0/8)"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut pool = PoolSettings::default();
         if let Some(size) = args.database_pool_size.or(file.database_pool_size) {
             if size == 0 {
@@ -169,6 +190,8 @@ impl ServeConfig {
             refresh_token_ttl,
             algorithm,
             pool,
+            trusted_proxies,
+            throttle: ThrottleSettings::default(),
             bootstrap_admin_password: std::env::var("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD")
                 .ok()
                 .filter(|s| !s.is_empty())
@@ -202,6 +225,7 @@ mod tests {
         ServeArgs {
             bind: None,
             allow_registration: None,
+            trusted_proxies: vec![],
             log_format: None,
             issuer: None,
             audience: vec![],

@@ -23,6 +23,8 @@ pub enum OAuthCode {
     UnsupportedGrantType,
     /// A malformed scope.
     InvalidScope,
+    /// Throttled: retry later.
+    TemporarilyUnavailable,
 }
 
 impl OAuthCode {
@@ -32,6 +34,7 @@ impl OAuthCode {
             OAuthCode::InvalidGrant => "invalid_grant",
             OAuthCode::UnsupportedGrantType => "unsupported_grant_type",
             OAuthCode::InvalidScope => "invalid_scope",
+            OAuthCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 }
@@ -75,6 +78,9 @@ pub enum ApiError {
     /// A unique value is taken.
     #[error("{0}")]
     Conflict(String),
+    /// Too many failed logins: retry after this many seconds.
+    #[error("too many failed logins: try again in {0} seconds")]
+    Throttled(u64),
     /// Password hashing is saturated: retry shortly.
     #[error("too many logins at once, retry shortly")]
     Busy,
@@ -107,6 +113,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy | ApiError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -142,6 +149,19 @@ impl IntoResponse for ApiError {
                 headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 if status == StatusCode::UNAUTHORIZED {
                     headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                }
+                response
+            }
+            ApiError::Throttled(wait) => {
+                let description = self.to_string();
+                let body = json!({
+                    "detail": description,
+                    "error": OAuthCode::TemporarilyUnavailable.as_str(),
+                    "error_description": description,
+                });
+                let mut response = (status, Json(body)).into_response();
+                if let Ok(value) = HeaderValue::from_str(&wait.max(1).to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
                 }
                 response
             }

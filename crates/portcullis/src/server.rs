@@ -13,6 +13,7 @@ use crate::auth::keyring::{self, Keyring};
 use crate::auth::keys::{Sealer, SigningKey};
 use crate::auth::pool::HashPool;
 use crate::auth::secret::{self, Origin};
+use crate::auth::throttle::Throttle;
 use crate::auth::tokens::TokenIssuer;
 use crate::config::ServeConfig;
 use crate::domain::{NewPassword, Scopes, Username};
@@ -58,8 +59,10 @@ impl Server {
         let settings = Settings {
             allow_registration: config.allow_registration,
             refresh_token_ttl: config.refresh_token_ttl.as_secs(),
+            trusted_proxies: config.trusted_proxies.clone(),
         };
-        let state = AppState { store, verifier, issuer, keyring, hasher, settings: Arc::new(settings) };
+        let throttle = Throttle::new(store.clone(), config.throttle.clone());
+        let state = AppState { store, verifier, issuer, keyring, hasher, throttle, settings: Arc::new(settings) };
         let listener = TcpListener::bind(config.bind).await.with_context(|| format!("listening on {}", config.bind))?;
         Ok(Server { listener, state })
     }

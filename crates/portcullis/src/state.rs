@@ -7,6 +7,7 @@ use portcullis_verify::{BoxFuture, Claims, KeySet, TokenCheck, TokenError, Verif
 
 use crate::auth::keyring::Keyring;
 use crate::auth::pool::HashPool;
+use crate::auth::throttle::Throttle;
 use crate::auth::tokens::{TokenIssuer, session_of};
 use crate::domain::Username;
 use crate::store::SharedStore;
@@ -18,6 +19,8 @@ pub struct Settings {
     pub allow_registration: bool,
     /// Refresh-token lifetime in seconds.
     pub refresh_token_ttl: u64,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Shared by all handlers; cheap to clone.
@@ -33,6 +36,8 @@ pub struct AppState {
     pub keyring: Keyring,
     /// Password hashing threads.
     pub hasher: HashPool,
+    /// Failed-login counters.
+    pub throttle: Throttle,
     /// Behaviour switches.
     pub settings: Arc<Settings>,
 }

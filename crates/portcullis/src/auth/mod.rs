@@ -6,4 +6,5 @@ pub mod keys;
 pub mod password;
 pub mod pool;
 pub mod secret;
+pub mod throttle;
 pub mod tokens;

@@ -3,6 +3,7 @@
 //! panics turned into JSON 500s).
 
 pub mod admin;
+pub mod client;
 pub mod docs;
 pub mod extract;
 pub mod health;

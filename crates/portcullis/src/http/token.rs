@@ -15,6 +15,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use std::net::IpAddr;
+
+use super::client::ClientAddr;
 use super::extract::OAuthForm;
 use crate::auth::password::Verdict;
 use crate::auth::tokens::{new_refresh_token, refresh_token_hash};
@@ -125,13 +128,18 @@ fn bad_refresh_token() -> ApiError {
         (status = 400, description = "Malformed request, unsupported grant type, inactive user, or bad refresh token"),
         (status = 401, description = "Incorrect username or password"),
         (status = 413, description = "Body over 64 KiB"),
+        (status = 429, description = "Too many failed logins for this account or address; see Retry-After"),
         (status = 503, description = "Login hashing saturated; retry after Retry-After seconds"),
     )
 )]
 #[instrument(skip_all)]
-pub async fn token(State(state): State<AppState>, form: OAuthForm) -> ApiResult<Response> {
+pub async fn token(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    form: OAuthForm,
+) -> ApiResult<Response> {
     match Grant::from_form(&form)? {
-        Grant::Password { username, password, scope } => password_grant(&state, username, password, scope).await,
+        Grant::Password { username, password, scope } => password_grant(&state, addr, username, password, scope).await,
         Grant::RefreshToken { refresh_token, scope } => refresh_grant(&state, refresh_token, scope).await,
     }
 }
@@ -147,18 +155,32 @@ pub async fn token(State(state): State<AppState>, form: OAuthForm) -> ApiResult<
     )
 )]
 #[instrument(skip_all)]
-pub async fn login(state: State<AppState>, form: OAuthForm) -> ApiResult<Response> {
-    token(state, form).await
+pub async fn login(state: State<AppState>, addr: ClientAddr, form: OAuthForm) -> ApiResult<Response> {
+    token(state, addr, form).await
 }
 
-async fn password_grant(state: &AppState, username: &str, password: &str, scope: Option<&str>) -> ApiResult<Response> {
+async fn password_grant(
+    state: &AppState,
+    addr: Option<IpAddr>,
+    username: &str,
+    password: &str,
+    scope: Option<&str>,
+) -> ApiResult<Response> {
     let requested = parse_scope(scope)?;
-    let user = state.store.user_by_key(&Username::key_of(username)).await?;
+    let key = Username::key_of(username);
+    // Throttled before any hashing: a guesser costs us one query.
+    if let Some(wait) = state.throttle.retry_after(&key, addr, crate::clock::unix_now() as i64).await? {
+        return Err(ApiError::Throttled(wait));
+    }
+    let user = state.store.user_by_key(&key).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let verdict = state.hasher.verify(password.to_owned(), stored).await?;
     let (Verdict::Right { rehash }, Some(user)) = (verdict, user) else {
+        // Unknown users count too, so both answer the same way.
+        state.throttle.failed(&key, addr, crate::clock::unix_now() as i64).await?;
         return Err(wrong_credentials());
     };
+    state.throttle.succeeded(&key).await?;
     if user.disabled {
         return Err(ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidGrant, "Inactive user"));
     }

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::client::ClientAddr;
 use super::extract::ApiJson;
 use crate::auth::password::Verdict;
 use crate::domain::{NewPassword, Scopes, Username, parse_email, parse_full_name};
@@ -154,17 +155,26 @@ pub struct PasswordChange {
         (status = 400, description = "The current password is wrong"),
         (status = 401, description = "Missing, invalid or expired token"),
         (status = 422, description = "The new password breaks a rule"),
+        (status = 429, description = "Too many wrong current passwords; see Retry-After"),
     )
 )]
 #[instrument(skip_all)]
 pub async fn change_password(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     user: Authenticated,
     ApiJson(change): ApiJson<PasswordChange>,
 ) -> ApiResult<StatusCode> {
     let account = caller(&state, &user).await?;
+    let key = Username::key_of(&account.username);
+    let now = crate::clock::unix_now() as i64;
+    // A stolen access token must not become a way to guess the password.
+    if let Some(wait) = state.throttle.retry_after(&key, addr, now).await? {
+        return Err(ApiError::Throttled(wait));
+    }
     let verdict = state.hasher.verify(change.current_password, Some(account.password_hash.clone())).await?;
     if verdict == Verdict::Wrong {
+        state.throttle.failed(&key, addr, now).await?;
         return Err(ApiError::BadRequest("current_password is incorrect".into()));
     }
     let new = NewPassword::parse(change.new_password)?;

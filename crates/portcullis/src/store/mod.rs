@@ -222,6 +222,17 @@ pub trait Store: Send + Sync + 'static {
     /// `before`. Returns how many rows went.
     async fn prune(&self, before: i64) -> StoreResult<u64>;
 
+    /// Counts a failed login in `bucket`; a window older than `window` secs
+    /// starts over. Returns the failures in the current window. Atomic, so
+    /// instances racing on one bucket all count.
+    async fn record_failure(&self, bucket: &str, now: i64, window: i64) -> StoreResult<i64>;
+
+    /// The failures and window start of these buckets, where recorded.
+    async fn failures(&self, buckets: &[String]) -> StoreResult<Vec<(String, i64, i64)>>;
+
+    /// Forgets a bucket's failures (after a good login).
+    async fn clear_failures(&self, bucket: &str) -> StoreResult<()>;
+
     /// All signing keys, oldest first.
     async fn list_keys(&self) -> StoreResult<Vec<KeyRow>>;
 

@@ -351,10 +351,48 @@ impl Store for $store {
             "delete from denied_tokens where expires_at < $1",
             "delete from refresh_tokens where expires_at < $1",
             "delete from sessions where expires_at < $1",
+            // Windows are far shorter than any token lifetime.
+            "delete from login_failures where window_start < $1",
         ] {
             gone += sqlx::query(sql).bind(before).execute(&self.pool).await?.rows_affected();
         }
         Ok(gone)
+    }
+
+    async fn record_failure(&self, bucket: &str, now: i64, window: i64) -> StoreResult<i64> {
+        let failures: i64 = sqlx::query_scalar(
+            "insert into login_failures (bucket, failures, window_start) values ($1, 1, $2)
+             on conflict (bucket) do update set
+                failures = case when login_failures.window_start <= $2 - $3 then 1 else login_failures.failures + 1 end,
+                window_start = case when login_failures.window_start <= $2 - $3 then $2 else login_failures.window_start end
+             returning failures",
+        )
+        .bind(bucket)
+        .bind(now)
+        .bind(window)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(failures)
+    }
+
+    async fn failures(&self, buckets: &[String]) -> StoreResult<Vec<(String, i64, i64)>> {
+        let mut found = Vec::with_capacity(buckets.len());
+        for bucket in buckets {
+            let row: Option<(i64, i64)> =
+                sqlx::query_as("select failures, window_start from login_failures where bucket = $1")
+                    .bind(bucket)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if let Some((failures, start)) = row {
+                found.push((bucket.clone(), failures, start));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn clear_failures(&self, bucket: &str) -> StoreResult<()> {
+        sqlx::query("delete from login_failures where bucket = $1").bind(bucket).execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn list_keys(&self) -> StoreResult<Vec<KeyRow>> {

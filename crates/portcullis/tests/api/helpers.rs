@@ -85,6 +85,8 @@ pub fn test_config(database_url: String) -> ServeConfig {
         algorithm: portcullis::auth::keys::KeyAlgorithm::Hs256,
         bootstrap_admin_password: Some(ADMIN_PASSWORD.into()),
         pool: Default::default(),
+        trusted_proxies: vec![],
+        throttle: Default::default(),
         hash_threads: 2,
         hash_queue: 64,
     }

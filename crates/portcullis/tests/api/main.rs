@@ -13,4 +13,5 @@ mod protected;
 mod sessions;
 mod startup;
 mod store;
+mod throttle;
 mod token;
