@@ -33,15 +33,15 @@ impl Server {
     /// # Errors
     /// A database that cannot be opened, a refused secret, a taken address.
     pub async fn build(config: &ServeConfig) -> anyhow::Result<Self> {
-        let store = store::open(&config.database_url, &config.pool)
-            .await
-            .with_context(|| format!("opening database {}", redact_url(&config.database_url)))?;
         let secret = load_secret(
             &config.database_url,
             config.secret_key.as_ref().map(|s| s.expose_secret()),
             config.secret_key_file.as_deref(),
             true,
         )?;
+        let store = store::open(&config.database_url, &config.pool)
+            .await
+            .with_context(|| format!("opening database {}", redact_url(&config.database_url)))?;
         let hasher = HashPool::start(config.hash_threads, config.hash_queue);
         bootstrap_admin(&store, &hasher, config.bootstrap_admin_password.as_ref().map(|s| s.expose_secret())).await?;
         let now = crate::clock::unix_now() as i64;

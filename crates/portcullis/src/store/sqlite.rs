@@ -37,6 +37,9 @@ impl SqliteStore {
 
     /// The file this store lives in, if any (not for in-memory databases).
     pub fn file_of(url: &str) -> Option<std::path::PathBuf> {
+        if !url.starts_with("sqlite:") {
+            return None;
+        }
         let options = SqliteConnectOptions::from_str(url).ok()?;
         let name = options.get_filename();
         let text = name.to_string_lossy();

@@ -5,6 +5,7 @@ mod helpers;
 mod account;
 mod admin;
 mod cli;
+mod cluster;
 mod compat;
 mod docs;
 mod keys;
