@@ -34,10 +34,14 @@
 mod claims;
 mod error;
 mod extract;
+#[cfg(feature = "jwks")]
+mod jwks;
 mod verifier;
 
 pub use claims::{Audience, Claims};
 pub use error::TokenError;
 pub use extract::{Authenticated, RequireScopes, RequireScopesService, bearer_token};
 pub use jsonwebtoken::{Algorithm, DecodingKey};
+#[cfg(feature = "jwks")]
+pub use jwks::{JwksError, key_set_from_jwks};
 pub use verifier::{BoxFuture, KeySet, TokenCheck, Verifier, VerifierBuilder, VerifyKey, shared_secret_kid};

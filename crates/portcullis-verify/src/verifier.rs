@@ -151,6 +151,29 @@ struct Inner {
     keys: RwLock<Arc<KeySet>>,
     expect: Expectations,
     check: Option<Arc<dyn TokenCheck>>,
+    #[cfg(feature = "jwks")]
+    source: Option<crate::jwks::JwksSource>,
+}
+
+/// Why `verify` failed: an unknown `kid` may be worth a key refetch.
+enum Failure {
+    UnknownKey,
+    Token(TokenError),
+}
+
+impl From<TokenError> for Failure {
+    fn from(e: TokenError) -> Self {
+        Failure::Token(e)
+    }
+}
+
+impl From<Failure> for TokenError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::UnknownKey => TokenError::invalid("token is signed with an unknown key"),
+            Failure::Token(e) => e,
+        }
+    }
 }
 
 impl fmt::Debug for Verifier {
@@ -168,6 +191,8 @@ pub struct VerifierBuilder {
     keys: KeySet,
     expect: Expectations,
     check: Option<Arc<dyn TokenCheck>>,
+    #[cfg(feature = "jwks")]
+    source: Option<crate::jwks::JwksSource>,
 }
 
 impl VerifierBuilder {
@@ -195,11 +220,65 @@ impl VerifierBuilder {
         self
     }
 
-    /// The verifier.
-    pub fn build(self) -> Verifier {
-        Verifier {
-            inner: Arc::new(Inner { keys: RwLock::new(Arc::new(self.keys)), expect: self.expect, check: self.check }),
+    /// With a JWKS URL: refetch on an unknown `kid` at most this often
+    /// (default 10 s).
+    #[cfg(feature = "jwks")]
+    pub fn refetch_interval(mut self, interval: std::time::Duration) -> Self {
+        if let Some(source) = &mut self.source {
+            source.refetch_interval = interval;
         }
+        self
+    }
+
+    /// With a JWKS URL: refresh the key set in the background this often
+    /// (default 5 minutes).
+    #[cfg(feature = "jwks")]
+    pub fn refresh_interval(mut self, interval: std::time::Duration) -> Self {
+        if let Some(source) = &mut self.source {
+            source.refresh_interval = interval;
+        }
+        self
+    }
+
+    /// The verifier. With a JWKS URL, keys are fetched at the first token
+    /// (use [`VerifierBuilder::connect`] to fetch them now), and refreshed in
+    /// the background when a tokio runtime is running.
+    pub fn build(self) -> Verifier {
+        let verifier = Verifier {
+            inner: Arc::new(Inner {
+                keys: RwLock::new(Arc::new(self.keys)),
+                expect: self.expect,
+                check: self.check,
+                #[cfg(feature = "jwks")]
+                source: self.source,
+            }),
+        };
+        #[cfg(feature = "jwks")]
+        verifier.spawn_refresh();
+        verifier
+    }
+
+    /// Builds the verifier and fetches its key set once.
+    ///
+    /// # Errors
+    /// [`crate::JwksError`] when the JWKS URL cannot be fetched or parsed.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # async fn run() -> Result<(), portcullis_verify::JwksError> {
+    /// use portcullis_verify::Verifier;
+    ///
+    /// let auth = Verifier::from_jwks("http://127.0.0.1:8000/.well-known/jwks.json")
+    ///     .issuer("http://127.0.0.1:8000")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "jwks")]
+    pub async fn connect(self) -> Result<Verifier, crate::JwksError> {
+        let verifier = self.build();
+        verifier.refresh_keys().await?;
+        Ok(verifier)
     }
 }
 
@@ -209,9 +288,88 @@ fn is_access_token_type(typ: Option<&str>) -> bool {
 }
 
 impl Verifier {
+    /// An unknown `kid` may be a rotation we have not seen: refetch the key
+    /// set (rate-limited) and try once more.
+    #[cfg_attr(not(feature = "jwks"), allow(unused_variables))]
+    async fn after_refetch(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+        #[cfg(feature = "jwks")]
+        if let Some(source) = &self.inner.source {
+            match source.refetch().await {
+                Some(Ok(keys)) => self.set_keys(keys),
+                Some(Err(e)) => tracing::warn!(error = %e, "could not refetch the JWKS; keeping the cached keys"),
+                // Rate-limited, or another request just refetched.
+                None => {}
+            }
+            return self.verify(token, now);
+        }
+        Err(Failure::UnknownKey.into())
+    }
+
     /// Starts a verifier that accepts tokens signed by these keys.
     pub fn builder(keys: KeySet) -> VerifierBuilder {
-        VerifierBuilder { keys, expect: Expectations::default(), check: None }
+        VerifierBuilder {
+            keys,
+            expect: Expectations::default(),
+            check: None,
+            #[cfg(feature = "jwks")]
+            source: None,
+        }
+    }
+
+    /// Starts a verifier that takes its keys from a JWKS URL, e.g.
+    /// `http://127.0.0.1:8000/.well-known/jwks.json`.
+    #[cfg(feature = "jwks")]
+    pub fn from_jwks(url: impl Into<String>) -> VerifierBuilder {
+        let mut builder = Verifier::builder(KeySet::default());
+        builder.source = Some(crate::jwks::JwksSource::new(url.into()));
+        builder
+    }
+
+    /// A layer that lets requests through only with all of `scopes`.
+    pub fn require_scopes<I, S>(&self, scopes: I) -> crate::RequireScopes
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        crate::RequireScopes::new(self.clone(), scopes)
+    }
+
+    /// Fetches the key set from the JWKS URL now (no-op without one).
+    ///
+    /// # Errors
+    /// [`crate::JwksError`]; the keys already held stay in use.
+    #[cfg(feature = "jwks")]
+    pub async fn refresh_keys(&self) -> Result<(), crate::JwksError> {
+        if let Some(source) = &self.inner.source {
+            let keys = source.fetch().await?;
+            self.set_keys(keys);
+        }
+        Ok(())
+    }
+
+    /// How many times the key set was fetched from the JWKS URL.
+    #[cfg(feature = "jwks")]
+    pub fn key_fetches(&self) -> u64 {
+        self.inner.source.as_ref().map_or(0, |s| s.fetches())
+    }
+
+    #[cfg(feature = "jwks")]
+    fn spawn_refresh(&self) {
+        let Some(source) = &self.inner.source else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let every = source.refresh_interval;
+        // Weak: the task ends when the last clone of the verifier is dropped.
+        let weak = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let verifier = Verifier { inner };
+                if let Err(e) = verifier.refresh_keys().await {
+                    tracing::warn!(error = %e, "could not refresh the JWKS; keeping the cached keys");
+                }
+            }
+        });
     }
 
     /// The current key set.
@@ -230,16 +388,18 @@ impl Verifier {
     /// # Errors
     /// [`TokenError::Invalid`] saying what is wrong (never echoing the token).
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+        self.verify_inner(token, now).map_err(Into::into)
+    }
+
+    fn verify_inner(&self, token: &str, now: u64) -> Result<Claims, Failure> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::invalid("malformed token"))?;
         if !is_access_token_type(header.typ.as_deref()) {
-            return Err(TokenError::invalid("not an access token (typ must be at+jwt)"));
+            return Err(TokenError::invalid("not an access token (typ must be at+jwt)").into());
         }
         let keys = self.keys();
-        let key = keys
-            .find(header.kid.as_deref())
-            .ok_or_else(|| TokenError::invalid("token is signed with an unknown key"))?;
+        let key = keys.find(header.kid.as_deref()).ok_or(Failure::UnknownKey)?;
         if header.alg != key.algorithm {
-            return Err(TokenError::invalid("token algorithm does not match its key"));
+            return Err(TokenError::invalid("token algorithm does not match its key").into());
         }
         let mut validation = Validation::new(key.algorithm);
         // Lifetime, issuer and audience are checked below with the caller's clock.
@@ -266,7 +426,11 @@ impl Verifier {
     /// # Errors
     /// As `verify`, or what the check answers.
     pub async fn authenticate(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
-        let claims = self.verify(token, now)?;
+        let claims = match self.verify_inner(token, now) {
+            Ok(claims) => claims,
+            Err(Failure::UnknownKey) => self.after_refetch(token, now).await?,
+            Err(Failure::Token(e)) => return Err(e),
+        };
         if let Some(check) = &self.inner.check {
             check.check(&claims).await?;
         }

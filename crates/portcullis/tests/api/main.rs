@@ -9,6 +9,7 @@ mod cluster;
 mod compat;
 mod docs;
 mod keys;
+mod library;
 mod malformed;
 mod protected;
 mod sessions;
