@@ -31,6 +31,8 @@
 //! A token must carry `typ: at+jwt` (RFC 9068), a `kid` the key set knows
 //! (or none, when the set has one key), and the `alg` of that key.
 
+#![warn(missing_docs)]
+
 mod claims;
 mod error;
 mod extract;
