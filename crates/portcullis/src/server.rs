@@ -43,6 +43,7 @@ impl Server {
             .await
             .with_context(|| format!("opening database {}", redact_url(&config.database_url)))?;
         let hasher = HashPool::start(config.hash_threads, config.hash_queue);
+        hasher.set_legacy_bcrypt_cost(store.max_bcrypt_cost().await?);
         bootstrap_admin(&store, &hasher, config.bootstrap_admin_password.as_ref().map(|s| s.expose_secret())).await?;
         let now = crate::clock::unix_now() as i64;
         let sealer = Sealer::new(secret.expose_secret());
@@ -84,6 +85,7 @@ impl Server {
     pub async fn run(self) -> anyhow::Result<()> {
         tokio::spawn(reload_keys(self.state.keyring.clone()));
         tokio::spawn(prune(self.state.store.clone(), self.state.issuer.ttl_secs()));
+        tokio::spawn(watch_legacy_hashes(self.state.store.clone(), self.state.hasher.clone()));
         let app = crate::http::app(self.state);
         axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown_signal())
@@ -116,6 +118,19 @@ async fn prune(store: SharedStore, access_ttl: u64) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(rows = n, "pruned expired tokens and sessions"),
             Err(e) => tracing::warn!(error = %e, "pruning failed"),
+        }
+    }
+}
+
+/// Keeps the hash pool's timing padding in step with the bcrypt hashes left
+/// (an import adds some, good logins replace them).
+async fn watch_legacy_hashes(store: SharedStore, hasher: HashPool) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        match store.max_bcrypt_cost().await {
+            Ok(cost) => hasher.set_legacy_bcrypt_cost(cost),
+            Err(e) => tracing::warn!(error = %e, "could not count legacy password hashes"),
         }
     }
 }

@@ -37,6 +37,29 @@ impl StoredHash {
     }
 }
 
+/// The kind of a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// argon2 (any variant), PHC string.
+    Argon2,
+    /// bcrypt, modular-crypt string.
+    Bcrypt,
+    /// Neither: never verifies.
+    Unknown,
+}
+
+/// What kind of hash this is.
+pub fn kind(stored: &StoredHash) -> Kind {
+    let hash = stored.expose();
+    if is_bcrypt(hash) {
+        Kind::Bcrypt
+    } else if hash.starts_with("$argon2") {
+        Kind::Argon2
+    } else {
+        Kind::Unknown
+    }
+}
+
 /// What checking a password against a hash found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

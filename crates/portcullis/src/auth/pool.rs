@@ -6,6 +6,8 @@
 //! is told at once ([`Busy`]) and `/token` answers `503` with `Retry-After`,
 //! instead of queueing without end.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -28,6 +30,35 @@ pub struct HashPool {
     /// Verified when the user does not exist, so an unknown username costs
     /// the same as a wrong password.
     dummy: Arc<StoredHash>,
+    /// The highest bcrypt cost among stored hashes (0: none left). While
+    /// imported bcrypt hashes remain, every verification also runs the kind
+    /// of hash it did not run, so a bcrypt user, an argon2 user and an
+    /// unknown name all take the same time.
+    legacy_cost: Arc<AtomicU32>,
+    /// Dummy bcrypt hashes by cost, made on first need.
+    bcrypt_dummies: Arc<Mutex<HashMap<u32, StoredHash>>>,
+}
+
+/// The extra, throw-away work a verification does so that its time does not
+/// tell what kind of hash (if any) the user has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Padding {
+    /// Also verify against the argon2id dummy.
+    pub argon2: bool,
+    /// Also verify against a bcrypt dummy of this cost.
+    pub bcrypt_cost: Option<u32>,
+}
+
+/// Which padding a verification of `stored` needs while bcrypt hashes of up
+/// to `legacy_cost` remain.
+pub fn padding(stored: Option<&StoredHash>, legacy_cost: u32) -> Padding {
+    let bcrypt_cost = (legacy_cost > 0).then_some(legacy_cost);
+    match stored.map(password::kind) {
+        Some(password::Kind::Bcrypt) => Padding { argon2: true, bcrypt_cost: None },
+        Some(password::Kind::Argon2) => Padding { argon2: false, bcrypt_cost },
+        // No user, or a hash we cannot read: the dummy stands in for it.
+        None | Some(password::Kind::Unknown) => Padding { argon2: true, bcrypt_cost },
+    }
 }
 
 impl HashPool {
@@ -55,7 +86,12 @@ impl HashPool {
                 .expect("spawning a hashing thread");
         }
         let dummy = Arc::new(password::hash("portcullis dummy password for unknown users"));
-        HashPool { jobs, dummy }
+        HashPool {
+            jobs,
+            dummy,
+            legacy_cost: Arc::new(AtomicU32::new(0)),
+            bcrypt_dummies: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 
     /// Runs `f` on a hashing thread.
@@ -86,22 +122,47 @@ impl HashPool {
         self.run(move || password::hash(&password)).await
     }
 
+    /// Tells the pool the highest bcrypt cost still stored (0: none).
+    pub fn set_legacy_bcrypt_cost(&self, cost: u32) {
+        self.legacy_cost.store(cost, Ordering::Relaxed);
+    }
+
     /// Verifies `password` against `stored`, or against the dummy hash when
-    /// there is no user, so both cases take the same time.
+    /// there is no user, so both cases take the same time (see [`padding`]).
     ///
     /// # Errors
     /// [`Busy`] when the queue is full.
     pub async fn verify(&self, password: String, stored: Option<StoredHash>) -> Result<Verdict, Busy> {
+        let pad = padding(stored.as_ref(), self.legacy_cost.load(Ordering::Relaxed));
         let dummy = Arc::clone(&self.dummy);
-        self.run(move || match stored {
-            Some(hash) => password::verify(&password, &hash),
-            None => {
+        let dummies = Arc::clone(&self.bcrypt_dummies);
+        self.run(move || {
+            let verdict = match &stored {
+                Some(hash) if password::kind(hash) != password::Kind::Unknown => password::verify(&password, hash),
+                _ => Verdict::Wrong,
+            };
+            if pad.argon2 {
                 let _ = password::verify(&password, &dummy);
-                Verdict::Wrong
             }
+            if let Some(cost) = pad.bcrypt_cost {
+                let _ = password::verify(&password, &bcrypt_dummy(&dummies, cost));
+            }
+            verdict
         })
         .await
     }
+}
+
+/// The dummy bcrypt hash of a cost, made once (it takes as long as a login).
+fn bcrypt_dummy(dummies: &Mutex<HashMap<u32, StoredHash>>, cost: u32) -> StoredHash {
+    let mut map = dummies.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry(cost)
+        .or_insert_with(|| {
+            let hash = bcrypt::hash("portcullis dummy password for unknown users", cost.clamp(4, 31))
+                .expect("bcrypt accepts costs 4 to 31");
+            StoredHash::new(hash)
+        })
+        .clone()
 }
 
 #[cfg(test)]
@@ -127,6 +188,39 @@ mod tests {
         release_tx.send(()).unwrap();
         assert!(blocker.await.unwrap().is_ok());
         assert_eq!(queued.await.unwrap(), Ok(1));
+    }
+
+    #[test]
+    fn without_legacy_hashes_only_unknown_users_get_the_argon2_dummy() {
+        let argon = password::hash("some password");
+        assert_eq!(padding(None, 0), Padding { argon2: true, bcrypt_cost: None });
+        assert_eq!(padding(Some(&argon), 0), Padding { argon2: false, bcrypt_cost: None });
+    }
+
+    #[test]
+    fn while_bcrypt_hashes_remain_every_path_runs_both_kinds() {
+        let argon = password::hash("some password");
+        let bcrypt = StoredHash::new(bcrypt::hash("some password", 4).unwrap());
+        let junk = StoredHash::new("junk".into());
+        assert_eq!(padding(None, 12), Padding { argon2: true, bcrypt_cost: Some(12) });
+        assert_eq!(padding(Some(&argon), 12), Padding { argon2: false, bcrypt_cost: Some(12) });
+        assert_eq!(padding(Some(&bcrypt), 12), Padding { argon2: true, bcrypt_cost: None });
+        assert_eq!(padding(Some(&junk), 12), Padding { argon2: true, bcrypt_cost: Some(12) });
+    }
+
+    #[tokio::test]
+    async fn a_padded_verification_still_gives_the_right_verdict() {
+        let pool = HashPool::start(1, 4);
+        pool.set_legacy_bcrypt_cost(4);
+        let argon = password::hash("some password");
+        let bcrypt = StoredHash::new(bcrypt::hash("legacy password", 4).unwrap());
+        assert_eq!(
+            pool.verify("some password".into(), Some(argon.clone())).await,
+            Ok(Verdict::Right { rehash: false })
+        );
+        assert_eq!(pool.verify("wrong".into(), Some(argon)).await, Ok(Verdict::Wrong));
+        assert_eq!(pool.verify("legacy password".into(), Some(bcrypt)).await, Ok(Verdict::Right { rehash: true }));
+        assert_eq!(pool.verify("legacy password".into(), None).await, Ok(Verdict::Wrong));
     }
 
     #[tokio::test]

@@ -166,6 +166,9 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` users whose key sorts after `after`, in key order.
     async fn list_users(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<User>>;
 
+    /// The highest bcrypt cost among stored hashes, 0 when none is left.
+    async fn max_bcrypt_cost(&self) -> StoreResult<u32>;
+
     /// Replaces `old` by `new` only if the stored hash is still `old`, so an
     /// upgrade after login never undoes a password change made meanwhile.
     async fn upgrade_password_hash(&self, key: &str, old: &StoredHash, new: &StoredHash, now: i64)

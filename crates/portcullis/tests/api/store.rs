@@ -269,6 +269,19 @@ async fn racing_first_keys_leave_exactly_one() {
 }
 
 #[tokio::test]
+async fn the_highest_bcrypt_cost_left_is_known() {
+    for b in backends().await {
+        assert_eq!(b.store.max_bcrypt_cost().await.unwrap(), 0, "{}", b.name);
+        b.store.insert_user(&user("ned", &password::hash("some password")), 1).await.unwrap();
+        assert_eq!(b.store.max_bcrypt_cost().await.unwrap(), 0);
+        b.store.insert_user(&user("oz", &hash()), 1).await.unwrap();
+        let cost6 = StoredHash::new(bcrypt::hash("x", 6).unwrap());
+        b.store.insert_user(&user("pam", &cost6), 1).await.unwrap();
+        assert_eq!(b.store.max_bcrypt_cost().await.unwrap(), 6, "{}", b.name);
+    }
+}
+
+#[tokio::test]
 async fn a_hash_upgrade_never_undoes_a_password_change() {
     for b in backends().await {
         let (old, changed, upgrade) = (hash(), hash(), password::hash("some password"));
