@@ -84,6 +84,8 @@ pub struct ServeConfig {
     pub secret_key: Option<SecretString>,
     /// File holding the secret.
     pub secret_key_file: Option<PathBuf>,
+    /// Key that seals private signing keys, when not the secret.
+    pub master_key: Option<SecretString>,
     /// `iss` of issued tokens.
     pub issuer: String,
     /// `aud` of issued tokens (empty: none).
@@ -184,6 +186,7 @@ impl ServeConfig {
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
             secret_key: std::env::var("PORTCULLIS_SECRET_KEY").ok().filter(|s| !s.is_empty()).map(SecretString::from),
             secret_key_file: secret_key_file.or(file.secret_key_file.clone()),
+            master_key: master_key_from_env()?,
             issuer,
             audience: audience.into_iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect(),
             access_token_ttl,
@@ -202,6 +205,25 @@ impl ServeConfig {
             hash_queue: 256,
         })
     }
+}
+
+/// The master key from `PORTCULLIS_MASTER_KEY` or the file named by
+/// `PORTCULLIS_MASTER_KEY_FILE`, held to the same rules as the secret.
+///
+/// # Errors
+/// An unreadable file or a weak key.
+pub fn master_key_from_env() -> anyhow::Result<Option<SecretString>> {
+    let value = match (std::env::var("PORTCULLIS_MASTER_KEY"), std::env::var("PORTCULLIS_MASTER_KEY_FILE")) {
+        (Ok(key), _) if !key.is_empty() => key,
+        (_, Ok(path)) if !path.is_empty() => {
+            std::fs::read_to_string(&path).with_context(|| format!("reading master key file {path}"))?.trim().to_owned()
+        }
+        _ => return Ok(None),
+    };
+    if let Some(why) = crate::auth::secret::weakness(&value) {
+        bail!("master key refused: {}", why.replace("secret key", "master key"));
+    }
+    Ok(Some(SecretString::from(value)))
 }
 
 /// Parses `15m`, `1h 30m`, `14d`, or plain seconds.

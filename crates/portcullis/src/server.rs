@@ -46,7 +46,8 @@ impl Server {
         hasher.set_legacy_bcrypt_cost(store.max_bcrypt_cost().await?);
         bootstrap_admin(&store, &hasher, config.bootstrap_admin_password.as_ref().map(|s| s.expose_secret())).await?;
         let now = crate::clock::unix_now() as i64;
-        let sealer = Sealer::new(secret.expose_secret());
+        let master_key = config.master_key.as_ref().map(|k| k.expose_secret());
+        let sealer = Sealer::for_deployment(secret.expose_secret(), master_key);
         keyring::ensure_signing_key(&store, secret.expose_secret(), &sealer, config.algorithm, now).await?;
         let issuer = TokenIssuer::new(
             // Replaced by the active key as soon as the keyring opens.
@@ -56,7 +57,7 @@ impl Server {
             config.access_token_ttl.as_secs(),
         );
         let verifier = server_verifier(&store, &issuer);
-        let keyring = Keyring::open(store.clone(), secret, issuer.clone(), verifier.clone(), now).await?;
+        let keyring = Keyring::open(store.clone(), secret, sealer, issuer.clone(), verifier.clone(), now).await?;
         let settings = Settings {
             allow_registration: config.allow_registration,
             refresh_token_ttl: config.refresh_token_ttl.as_secs(),

@@ -203,11 +203,11 @@ impl Keyring {
     pub async fn open(
         store: SharedStore,
         secret: SecretString,
+        sealer: Sealer,
         issuer: TokenIssuer,
         verifier: Verifier,
         now: i64,
     ) -> anyhow::Result<Self> {
-        let sealer = Sealer::new(secret.expose_secret());
         let rows = store.list_keys().await?;
         let keys = load(&rows, secret.expose_secret(), &sealer, now, issuer.ttl_secs() as i64)?;
         let keyring = Keyring {

@@ -110,6 +110,13 @@ pub struct Sealer {
 }
 
 impl Sealer {
+    /// The sealer of a deployment: from the master key when one is
+    /// configured (so holders of the HS256 secret, e.g. resource servers,
+    /// cannot unseal private keys), else from the secret.
+    pub fn for_deployment(secret: &str, master_key: Option<&str>) -> Self {
+        Sealer::new(master_key.unwrap_or(secret))
+    }
+
     /// Derives the sealing key from the configured secret.
     pub fn new(secret: &str) -> Self {
         let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"portcullis");

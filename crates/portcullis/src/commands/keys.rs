@@ -15,6 +15,7 @@ use crate::store::SharedStore;
 pub struct Context {
     store: SharedStore,
     secret: SecretString,
+    master_key: Option<SecretString>,
     /// Access-token lifetime, to tell verifying keys from retired ones.
     access_ttl: i64,
 }
@@ -37,7 +38,13 @@ impl Context {
         let from_env =
             std::env::var("PORTCULLIS_ACCESS_TOKEN_TTL").ok().map(|t| config::parse_duration(&t)).transpose()?;
         let access_ttl = from_env.or(file.access_token_ttl()?).map_or(15 * 60, |d| d.as_secs() as i64);
-        Ok(Context { store, secret, access_ttl })
+        Ok(Context { store, secret, master_key: config::master_key_from_env()?, access_ttl })
+    }
+}
+
+impl Context {
+    fn sealer(&self) -> Sealer {
+        Sealer::for_deployment(self.secret.expose_secret(), self.master_key.as_ref().map(|k| k.expose_secret()))
     }
 }
 
@@ -64,7 +71,7 @@ pub async fn run_keys(command: KeysCommand, cx: &Context) -> anyhow::Result<()> 
                 (None, Some(row)) => KeyAlgorithm::parse(&row.algorithm).unwrap_or(KeyAlgorithm::Hs256),
                 (None, None) => KeyAlgorithm::Hs256,
             };
-            let sealer = Sealer::new(cx.secret.expose_secret());
+            let sealer = cx.sealer();
             // Refuse to rotate with a secret that cannot open the current key:
             // servers with the right secret could not use the new one.
             keyring::load(&rows, cx.secret.expose_secret(), &sealer, now, cx.access_ttl)
@@ -89,7 +96,7 @@ pub async fn run_token(command: TokenCommand, cx: &Context) -> anyhow::Result<()
     let TokenCommand::Decode { jwt } = command;
     let now = crate::clock::unix_now() as i64;
     let rows = cx.store.list_keys().await?;
-    let sealer = Sealer::new(cx.secret.expose_secret());
+    let sealer = cx.sealer();
     let keys = keyring::load(&rows, cx.secret.expose_secret(), &sealer, now, cx.access_ttl)?;
     let verifier = Verifier::builder(KeySet::new(keys.verify.iter().cloned())).build();
     let claims = match verifier.verify(jwt.trim(), now as u64) {

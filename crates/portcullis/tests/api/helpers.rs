@@ -78,6 +78,7 @@ pub fn test_config(database_url: String) -> ServeConfig {
         log_format: LogFormat::Text,
         secret_key: Some(SECRET.into()),
         secret_key_file: None,
+        master_key: None,
         issuer: "http://portcullis.test".into(),
         audience: vec![],
         access_token_ttl: Duration::from_secs(900),

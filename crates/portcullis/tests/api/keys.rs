@@ -226,6 +226,41 @@ async fn the_database_alone_does_not_give_away_a_signing_key() {
 }
 
 #[tokio::test]
+async fn with_a_master_key_the_hs256_secret_alone_cannot_unseal_signing_keys() {
+    const MASTER: &str = "master-key-0123456789abcdef0123456789abcdef";
+    let app = spawn_with(|c| {
+        c.algorithm = KeyAlgorithm::EdDsa;
+        c.master_key = Some(MASTER.into());
+    })
+    .await;
+    let row = app.state.store.list_keys().await.unwrap().remove(0);
+    let open_with = |key: &str| {
+        let sealer = portcullis::auth::keys::Sealer::new(key);
+        portcullis::auth::keys::SigningKey::load(
+            &row.kid,
+            KeyAlgorithm::EdDsa,
+            row.sealed_private.as_deref(),
+            None,
+            SECRET,
+            &sealer,
+        )
+    };
+
+    assert!(open_with(SECRET).is_err(), "the secret given to resource servers opens nothing");
+    assert!(open_with(MASTER).is_ok());
+    let without = cli(&app, &["keys", "rotate"]);
+    assert!(!without.status.success(), "the CLI needs the master key too");
+    let with = command(std::env::temp_dir().as_path())
+        .env("PORTCULLIS_SECRET_KEY", SECRET)
+        .env("PORTCULLIS_MASTER_KEY", MASTER)
+        .env("PORTCULLIS_DATABASE_URL", &app.config.database_url)
+        .args(["keys", "rotate"])
+        .output()
+        .unwrap();
+    assert!(with.status.success(), "{}", String::from_utf8_lossy(&with.stderr));
+}
+
+#[tokio::test]
 async fn token_decode_verifies_with_the_servers_keys() {
     let app = spawn_with(|c| c.algorithm = KeyAlgorithm::Rs256).await;
     let token = app.access_token("admin", ADMIN_PASSWORD).await;
