@@ -6,7 +6,7 @@ use std::process::{Output, Stdio};
 
 use serde_json::Value;
 
-use crate::helpers::{ADMIN_PASSWORD, client, command, serve};
+use crate::helpers::{ADMIN_PASSWORD, client, command, post_login, serve};
 
 fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child =
@@ -25,14 +25,7 @@ fn ok(output: &Output) -> String {
 }
 
 async fn login(url: &str, username: &str, password: &str) -> u16 {
-    client()
-        .post(format!("{url}/token"))
-        .form(&[("username", username), ("password", password)])
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    post_login(url, username, password).await.status().as_u16()
 }
 
 fn server(dir: &Path) -> crate::helpers::Process {
@@ -69,15 +62,7 @@ async fn disable_enable_passwd_and_delete_take_effect_on_the_running_server() {
     ok(&cli(dir.path(), &["user", "enable", "HEIDI"], None));
     assert_eq!(login(&server.url, "heidi", "heidis-password-1").await, 200);
 
-    let token: Value = client()
-        .post(format!("{}/token", server.url))
-        .form(&[("username", "heidi"), ("password", "heidis-password-1")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token: Value = post_login(&server.url, "heidi", "heidis-password-1").await.json().await.unwrap();
     let me = |token: String| {
         let url = server.url.clone();
         async move { client().get(format!("{url}/users/me")).bearer_auth(token).send().await.unwrap().status().as_u16() }

@@ -30,12 +30,7 @@ struct Tokens {
 }
 
 async fn login(url: &str, username: &str, password: &str) -> Result<Tokens, u16> {
-    let response = client()
-        .post(format!("{url}/token"))
-        .form(&[("username", username), ("password", password)])
-        .send()
-        .await
-        .unwrap();
+    let response = crate::helpers::post_login(url, username, password).await;
     if response.status() != 200 {
         return Err(response.status().as_u16());
     }

@@ -108,6 +108,11 @@ pub async fn spawn_with(change: impl FnOnce(&mut ServeConfig)) -> TestApp {
     TestApp { url: format!("http://{addr}"), client: client(), state, config, _dir: dir }
 }
 
+/// `POST {url}/token` with a username and password, as the tutorials' clients do.
+pub async fn post_login(url: &str, username: &str, password: &str) -> reqwest::Response {
+    client().post(format!("{url}/token")).form(&[("username", username), ("password", password)]).send().await.unwrap()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }

@@ -7,12 +7,7 @@ use serde_json::Value;
 use crate::helpers::{ADMIN_PASSWORD, client, command, serve, serve_prepared};
 
 async fn login_status(url: &str, username: &str, password: &str) -> (u16, Value) {
-    let response = client()
-        .post(format!("{url}/token"))
-        .form(&[("username", username), ("password", password)])
-        .send()
-        .await
-        .unwrap();
+    let response = crate::helpers::post_login(url, username, password).await;
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
