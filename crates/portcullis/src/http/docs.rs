@@ -18,6 +18,8 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
     tags(
         (name = "auth", description = "Tokens"),
         (name = "users", description = "Profiles"),
+        (name = "admin", description = "User administration (scope admin)"),
+        (name = "discovery", description = "Keys and metadata"),
         (name = "health", description = "Probes"),
     )
 )]

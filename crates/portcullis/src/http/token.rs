@@ -117,6 +117,8 @@ fn bad_refresh_token() -> ApiError {
     ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidGrant, "refresh token is invalid, expired or revoked")
 }
 
+/// The OAuth2 token endpoint: password and refresh_token grants.
+///
 /// Swagger UI's Authorize sends `Authorization: Basic Og==` (empty client
 /// credentials) with the form; portcullis has no confidential clients, so
 /// client credentials are ignored rather than refused.
