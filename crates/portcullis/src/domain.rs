@@ -57,6 +57,13 @@ impl Username {
         folded.nfkc().collect()
     }
 
+    /// The key to look a typed name up by, or `None` when no stored user can
+    /// have it (it breaks the username rules): such names never reach the
+    /// database (PostgreSQL refuses a NUL byte, for one).
+    pub fn lookup_key(raw: &str) -> Option<String> {
+        Username::parse(raw).ok().map(|u| u.key)
+    }
+
     /// The name as registered; this is the token's `sub`.
     pub fn as_str(&self) -> &str {
         &self.display
@@ -245,6 +252,18 @@ mod tests {
     #[test]
     fn case_folding_goes_beyond_ascii() {
         assert_eq!(Username::key_of("STRASSE"), Username::key_of("straße"));
+    }
+
+    #[test]
+    fn composed_and_decomposed_spellings_are_the_same_user() {
+        assert_eq!(Username::key_of("jos\u{e9}"), Username::key_of("jose\u{301}"));
+    }
+
+    #[test]
+    fn a_name_no_user_can_have_has_no_lookup_key() {
+        assert_eq!(Username::lookup_key("ALICE").as_deref(), Some("alice"));
+        assert_eq!(Username::lookup_key("a\0b"), None);
+        assert_eq!(Username::lookup_key(&"u".repeat(10_000)), None);
     }
 
     #[test]

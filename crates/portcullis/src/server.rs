@@ -85,7 +85,7 @@ impl Server {
     /// An I/O error of the listener.
     pub async fn run(self) -> anyhow::Result<()> {
         tokio::spawn(reload_keys(self.state.keyring.clone()));
-        tokio::spawn(prune(self.state.store.clone(), self.state.issuer.ttl_secs()));
+        tokio::spawn(prune(self.state.store.clone(), self.state.issuer.ttl_secs(), self.state.throttle.window_secs()));
         tokio::spawn(watch_legacy_hashes(self.state.store.clone(), self.state.hasher.clone()));
         let app = crate::http::app(self.state);
         axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
@@ -109,13 +109,13 @@ async fn reload_keys(keyring: Keyring) {
 
 /// Keeps the deny list and session tables small: rows go once nothing they
 /// protect can still be presented.
-async fn prune(store: SharedStore, access_ttl: u64) {
+async fn prune(store: SharedStore, access_ttl: u64, throttle_window: i64) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
     loop {
         tick.tick().await;
         // Sessions stay until their last access token has expired too.
-        let before = crate::clock::unix_now() as i64 - access_ttl as i64;
-        match store.prune(before).await {
+        let now = crate::clock::unix_now() as i64;
+        match store.prune(now - access_ttl as i64, now - throttle_window).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(rows = n, "pruned expired tokens and sessions"),
             Err(e) => tracing::warn!(error = %e, "pruning failed"),

@@ -1,9 +1,16 @@
-//! Login throttling: too many failed logins for one account, or from one
+//! Login throttling: too many login attempts for one account, or from one
 //! client address, in a window, and `/token` answers `429` with
 //! `Retry-After` until the window ends. Counters live in the database so
 //! that several instances count together.
+//!
+//! An attempt is counted *before* the password is checked, atomically, so
+//! a burst of parallel guesses cannot all slip past the limit; a good login
+//! then clears the account's count and takes its own attempt back from the
+//! address's, so only failures accumulate.
 
 use std::net::IpAddr;
+
+use sha2::{Digest, Sha256};
 
 use crate::store::{SharedStore, StoreResult};
 
@@ -26,15 +33,17 @@ impl Default for ThrottleSettings {
     }
 }
 
-/// Counts failures and says when to refuse.
+/// Counts attempts and says when to refuse.
 #[derive(Clone)]
 pub struct Throttle {
     store: SharedStore,
     settings: ThrottleSettings,
 }
 
+/// The bucket of an account: a hash of the typed name's key, so any input,
+/// however long or odd, makes a short, plain bucket name.
 fn account_bucket(user_key: &str) -> String {
-    format!("user:{user_key}")
+    format!("user:{}", hex::encode(&Sha256::digest(user_key.as_bytes())[..16]))
 }
 
 fn address_bucket(addr: IpAddr) -> String {
@@ -47,44 +56,55 @@ impl Throttle {
         Throttle { store, settings }
     }
 
-    /// `Some(seconds to wait)` when the account or the address is throttled.
+    /// The window length, to prune old counters.
+    pub fn window_secs(&self) -> i64 {
+        self.settings.window_secs
+    }
+
+    /// Counts a login attempt for the account and the address; `Some(seconds
+    /// to wait)` when either is over its limit (the attempt must then be
+    /// refused without checking the password).
     ///
     /// # Errors
     /// A database error.
-    pub async fn retry_after(&self, user_key: &str, addr: Option<IpAddr>, now: i64) -> StoreResult<Option<u64>> {
-        let mut buckets = vec![account_bucket(user_key)];
-        buckets.extend(addr.map(address_bucket));
-        let mut wait = None;
-        for (bucket, failures, start) in self.store.failures(&buckets).await? {
-            let limit = if bucket.starts_with("user:") { self.settings.per_account } else { self.settings.per_address };
-            let ends = start + self.settings.window_secs;
-            if failures >= limit && ends > now {
-                let secs = (ends - now) as u64;
-                wait = Some(wait.map_or(secs, |w: u64| w.max(secs)));
-            }
+    pub async fn attempt(&self, user_key: &str, addr: Option<IpAddr>, now: i64) -> StoreResult<Option<u64>> {
+        let window = self.settings.window_secs;
+        let mut counts =
+            vec![(self.store.count_attempt(&account_bucket(user_key), now, window).await?, self.settings.per_account)];
+        if let Some(addr) = addr {
+            counts
+                .push((self.store.count_attempt(&address_bucket(addr), now, window).await?, self.settings.per_address));
         }
+        let wait = counts
+            .into_iter()
+            .filter(|((count, _), limit)| count > limit)
+            .map(|((_, start), _)| (start + window - now).max(1) as u64)
+            .max();
         Ok(wait)
     }
 
-    /// Counts a failed login for the account and the address.
+    /// After a good login: clears the account's count, and takes this
+    /// attempt back from the address's (one address may log many people in).
     ///
     /// # Errors
     /// A database error.
-    pub async fn failed(&self, user_key: &str, addr: Option<IpAddr>, now: i64) -> StoreResult<()> {
-        let window = self.settings.window_secs;
-        self.store.record_failure(&account_bucket(user_key), now, window).await?;
+    pub async fn succeeded(&self, user_key: &str, addr: Option<IpAddr>) -> StoreResult<()> {
+        self.store.clear_attempts(&account_bucket(user_key)).await?;
         if let Some(addr) = addr {
-            self.store.record_failure(&address_bucket(addr), now, window).await?;
+            self.store.forgive_attempt(&address_bucket(addr)).await?;
         }
         Ok(())
     }
+}
 
-    /// Forgets the account's failures after a good login (the address keeps
-    /// its count: one address trying many accounts stays throttled).
-    ///
-    /// # Errors
-    /// A database error.
-    pub async fn succeeded(&self, user_key: &str) -> StoreResult<()> {
-        self.store.clear_failures(&account_bucket(user_key)).await
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_name_makes_a_short_plain_bucket() {
+        let bucket = account_bucket(&format!("a\0{}", "x".repeat(100_000)));
+        assert!(bucket.len() < 40 && bucket.is_ascii() && !bucket.contains('\0'));
+        assert_ne!(account_bucket("alice"), account_bucket("bob"));
     }
 }

@@ -52,6 +52,11 @@ fn not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("no user named {name:?}"))
 }
 
+/// The key of a username in a path; a name no user can have is simply not found.
+fn key_in_path(name: &str) -> ApiResult<String> {
+    Username::lookup_key(name).ok_or_else(|| not_found(name))
+}
+
 /// Lists users, a page at a time.
 #[utoipa::path(
     get, path = "/admin/users", tag = "admin", params(Page),
@@ -78,6 +83,7 @@ pub async fn list_users(
             B64.decode(&cursor)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
+                .filter(|key| !key.contains('\0'))
                 .ok_or_else(|| ApiError::BadRequest("cursor is not one this server gave out".into()))?,
         ),
         None => None,
@@ -159,7 +165,7 @@ pub async fn create_user(
 )]
 #[instrument(skip_all)]
 pub async fn get_user(State(state): State<AppState>, ApiPath(username): ApiPath<String>) -> ApiResult<Json<Profile>> {
-    let user = state.store.user_by_key(&Username::key_of(&username)).await?.ok_or_else(|| not_found(&username))?;
+    let user = state.store.user_by_key(&key_in_path(&username)?).await?.ok_or_else(|| not_found(&username))?;
     Ok(Json(Profile::from(&user)))
 }
 
@@ -220,7 +226,7 @@ pub async fn update_user(
         password_hash,
     };
     let now = crate::clock::unix_now() as i64;
-    let key = Username::key_of(&username);
+    let key = key_in_path(&username)?;
     let before = state.store.user_by_key(&key).await?.ok_or_else(|| not_found(&username))?;
     let updated = state.store.update_user(&key, &patch, now).await?.ok_or_else(|| not_found(&username))?;
     // Live tokens carry the scopes of their login: when a scope is taken
@@ -245,7 +251,7 @@ pub async fn update_user(
 )]
 #[instrument(skip_all)]
 pub async fn delete_user(State(state): State<AppState>, ApiPath(username): ApiPath<String>) -> ApiResult<StatusCode> {
-    if state.store.delete_user(&Username::key_of(&username)).await? {
+    if state.store.delete_user(&key_in_path(&username)?).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_found(&username))

@@ -170,24 +170,23 @@ async fn password_grant(
 ) -> ApiResult<Response> {
     let requested = parse_scope(scope)?;
     let key = Username::key_of(username);
-    // Throttled before any hashing: a guesser costs us one query.
-    if let Some(wait) = state.throttle.retry_after(&key, addr, crate::clock::unix_now() as i64).await? {
+    // Counted before any hashing: a throttled guesser costs us one query.
+    // Unknown names count too, so both answer the same way.
+    if let Some(wait) = state.throttle.attempt(&key, addr, crate::clock::unix_now() as i64).await? {
         return Err(ApiError::Throttled(wait));
     }
-    let user = state.store.user_by_key(&key).await?;
+    let user = match Username::lookup_key(username) {
+        Some(key) => state.store.user_by_key(&key).await?,
+        None => None,
+    };
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let verdict = state.hasher.verify(password.to_owned(), stored).await?;
     let (Verdict::Right { rehash }, Some(user)) = (verdict, user) else {
-        // Unknown users count too, so both answer the same way.
-        state.throttle.failed(&key, addr, crate::clock::unix_now() as i64).await?;
         return Err(wrong_credentials());
     };
-    state.throttle.succeeded(&key).await?;
+    state.throttle.succeeded(&key, addr).await?;
     if user.disabled {
         return Err(ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidGrant, "Inactive user"));
-    }
-    if rehash {
-        upgrade_hash_later(state, &user, password);
     }
     let now = crate::clock::unix_now();
     let granted = user.scopes.grant(&requested);
@@ -205,6 +204,10 @@ async fn password_grant(
     if !started {
         // The password changed or the user was disabled while we hashed.
         return Err(wrong_credentials());
+    }
+    // Only now: the session start above checks the hash it verified.
+    if rehash {
+        upgrade_hash_later(state, &user, password);
     }
     Ok(respond(state, &user.username, &granted, &session.id, refresh, now))
 }

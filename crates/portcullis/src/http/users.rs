@@ -169,14 +169,14 @@ pub async fn change_password(
     let key = Username::key_of(&account.username);
     let now = crate::clock::unix_now() as i64;
     // A stolen access token must not become a way to guess the password.
-    if let Some(wait) = state.throttle.retry_after(&key, addr, now).await? {
+    if let Some(wait) = state.throttle.attempt(&key, addr, now).await? {
         return Err(ApiError::Throttled(wait));
     }
     let verdict = state.hasher.verify(change.current_password, Some(account.password_hash.clone())).await?;
     if verdict == Verdict::Wrong {
-        state.throttle.failed(&key, addr, now).await?;
         return Err(ApiError::BadRequest("current_password is incorrect".into()));
     }
+    state.throttle.succeeded(&key, addr).await?;
     let new = NewPassword::parse(change.new_password)?;
     let hash = state.hasher.hash(new.expose().to_owned()).await?;
     let patch = UserPatch { password_hash: Some(hash), ..UserPatch::default() };

@@ -222,19 +222,20 @@ pub trait Store: Send + Sync + 'static {
     async fn deny_token(&self, jti: &str, expires_at: i64) -> StoreResult<()>;
 
     /// Drops deny-list entries, refresh tokens and sessions expired before
-    /// `before`. Returns how many rows went.
-    async fn prune(&self, before: i64) -> StoreResult<u64>;
+    /// `before`, and login counters whose window started before
+    /// `attempts_before`. Returns how many rows went.
+    async fn prune(&self, before: i64, attempts_before: i64) -> StoreResult<u64>;
 
-    /// Counts a failed login in `bucket`; a window older than `window` secs
-    /// starts over. Returns the failures in the current window. Atomic, so
-    /// instances racing on one bucket all count.
-    async fn record_failure(&self, bucket: &str, now: i64, window: i64) -> StoreResult<i64>;
+    /// Counts an attempt in `bucket`; a window older than `window` seconds
+    /// starts over. Returns the attempts in the current window and when it
+    /// started. One statement, so racing instances all count.
+    async fn count_attempt(&self, bucket: &str, now: i64, window: i64) -> StoreResult<(i64, i64)>;
 
-    /// The failures and window start of these buckets, where recorded.
-    async fn failures(&self, buckets: &[String]) -> StoreResult<Vec<(String, i64, i64)>>;
+    /// Takes one attempt back from `bucket` (a login that succeeded).
+    async fn forgive_attempt(&self, bucket: &str) -> StoreResult<()>;
 
-    /// Forgets a bucket's failures (after a good login).
-    async fn clear_failures(&self, bucket: &str) -> StoreResult<()>;
+    /// Forgets a bucket's attempts.
+    async fn clear_attempts(&self, bucket: &str) -> StoreResult<()>;
 
     /// All signing keys, oldest first.
     async fn list_keys(&self) -> StoreResult<Vec<KeyRow>>;

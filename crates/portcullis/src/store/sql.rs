@@ -354,52 +354,48 @@ impl Store for $store {
         Ok(())
     }
 
-    async fn prune(&self, before: i64) -> StoreResult<u64> {
+    async fn prune(&self, before: i64, attempts_before: i64) -> StoreResult<u64> {
         let mut gone = 0;
         for sql in [
             "delete from denied_tokens where expires_at < $1",
             "delete from refresh_tokens where expires_at < $1",
             "delete from sessions where expires_at < $1",
-            // Windows are far shorter than any token lifetime.
-            "delete from login_failures where window_start < $1",
         ] {
             gone += sqlx::query(sql).bind(before).execute(&self.pool).await?.rows_affected();
         }
+        gone += sqlx::query("delete from login_failures where window_start < $1")
+            .bind(attempts_before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         Ok(gone)
     }
 
-    async fn record_failure(&self, bucket: &str, now: i64, window: i64) -> StoreResult<i64> {
-        let failures: i64 = sqlx::query_scalar(
+    async fn count_attempt(&self, bucket: &str, now: i64, window: i64) -> StoreResult<(i64, i64)> {
+        let counted: (i64, i64) = sqlx::query_as(
             "insert into login_failures (bucket, failures, window_start) values ($1, 1, $2)
              on conflict (bucket) do update set
                 failures = case when login_failures.window_start <= $2 - $3 then 1 else login_failures.failures + 1 end,
                 window_start = case when login_failures.window_start <= $2 - $3 then $2 else login_failures.window_start end
-             returning failures",
+             returning failures, window_start",
         )
         .bind(bucket)
         .bind(now)
         .bind(window)
         .fetch_one(&self.pool)
         .await?;
-        Ok(failures)
+        Ok(counted)
     }
 
-    async fn failures(&self, buckets: &[String]) -> StoreResult<Vec<(String, i64, i64)>> {
-        let mut found = Vec::with_capacity(buckets.len());
-        for bucket in buckets {
-            let row: Option<(i64, i64)> =
-                sqlx::query_as("select failures, window_start from login_failures where bucket = $1")
-                    .bind(bucket)
-                    .fetch_optional(&self.pool)
-                    .await?;
-            if let Some((failures, start)) = row {
-                found.push((bucket.clone(), failures, start));
-            }
-        }
-        Ok(found)
+    async fn forgive_attempt(&self, bucket: &str) -> StoreResult<()> {
+        sqlx::query("update login_failures set failures = failures - 1 where bucket = $1 and failures > 0")
+            .bind(bucket)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
-    async fn clear_failures(&self, bucket: &str) -> StoreResult<()> {
+    async fn clear_attempts(&self, bucket: &str) -> StoreResult<()> {
         sqlx::query("delete from login_failures where bucket = $1").bind(bucket).execute(&self.pool).await?;
         Ok(())
     }

@@ -176,10 +176,29 @@ async fn unknown_routes_and_methods_answer_in_json() {
 }
 
 #[tokio::test]
+async fn a_nul_byte_or_control_character_in_a_username_is_just_wrong() {
+    let app = spawn_app().await;
+
+    for body in
+        ["username=%00&password=whatever-1", "username=adm%00in&password=whatever-1", "username=%01%7F&password=x"]
+    {
+        let (status, body) = detail(app.post_form("/token", body).await).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"], "invalid_grant");
+    }
+    let admin = app.access_token("admin", ADMIN_PASSWORD).await;
+    assert_eq!(app.get("/admin/users/a%00b", Some(&format!("Bearer {admin}"))).await.status(), 404);
+    assert_eq!(app.get("/admin/users?cursor=AA", Some(&format!("Bearer {admin}"))).await.status(), 400);
+}
+
+#[tokio::test]
 async fn a_very_long_username_or_password_is_just_wrong() {
     let app = spawn_app().await;
 
     let long = "u".repeat(10_000);
     assert_eq!(app.login(&long, "whatever-password").await.status(), 401);
+    // Does not compress: a database index would refuse it.
+    let noisy: String = (0..5_000).map(|i| char::from(b'a' + ((i * 7919) % 26) as u8)).collect();
+    assert_eq!(app.login(&noisy, "whatever-password").await.status(), 401);
     assert_eq!(app.login("admin", &"p".repeat(20_000)).await.status(), 401);
 }

@@ -204,7 +204,7 @@ async fn the_deny_list_is_checked_and_pruned_after_expiry() {
 
         assert!(b.store.token_standing("kai", None, "jti-1").await.unwrap().unwrap().denied, "{}", b.name);
         assert!(!b.store.token_standing("kai", None, "jti-2").await.unwrap().unwrap().denied);
-        assert!(b.store.prune(60).await.unwrap() >= 1);
+        assert!(b.store.prune(60, 0).await.unwrap() >= 1);
         assert!(!b.store.token_standing("kai", None, "jti-1").await.unwrap().unwrap().denied);
     }
 }
@@ -265,6 +265,20 @@ async fn racing_first_keys_leave_exactly_one() {
         }
         assert_eq!(created, 1, "{}", b.name);
         assert_eq!(b.store.list_keys().await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn attempts_count_in_a_window_and_can_be_forgiven_or_cleared() {
+    for b in backends().await {
+        assert_eq!(b.store.count_attempt("user:x", 100, 60).await.unwrap(), (1, 100), "{}", b.name);
+        assert_eq!(b.store.count_attempt("user:x", 110, 60).await.unwrap(), (2, 100));
+        b.store.forgive_attempt("user:x").await.unwrap();
+        assert_eq!(b.store.count_attempt("user:x", 120, 60).await.unwrap(), (2, 100));
+        assert_eq!(b.store.count_attempt("user:x", 161, 60).await.unwrap(), (1, 161), "a new window");
+        b.store.clear_attempts("user:x").await.unwrap();
+        assert_eq!(b.store.count_attempt("user:x", 170, 60).await.unwrap(), (1, 170));
+        assert_eq!(b.store.prune(0, 171).await.unwrap(), 1);
     }
 }
 
