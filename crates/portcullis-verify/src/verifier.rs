@@ -208,7 +208,7 @@ impl VerifierBuilder {
         self
     }
 
-    /// Clock skew tolerated on `exp` and `nbf`, in seconds (default 0).
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds (default 5).
     pub fn leeway(mut self, seconds: u64) -> Self {
         self.expect.leeway = seconds;
         self

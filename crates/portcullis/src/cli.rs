@@ -56,8 +56,12 @@ pub enum KeysCommand {
     /// Make a new signing key; running servers switch to it within 5 seconds.
     Rotate {
         /// Algorithm of the new key [default: the current key's].
-        #[arg(long, value_enum)]
+        #[arg(long, value_enum, conflicts_with = "use_secret")]
         algorithm: Option<KeyAlgorithm>,
+        /// Sign with the configured secret itself (HS256), as the tutorials'
+        /// resource servers expect; also how to switch to a new secret.
+        #[arg(long)]
+        use_secret: bool,
     },
 }
 

@@ -155,15 +155,36 @@ pub async fn ensure_signing_key(
         return Ok(());
     }
     let rows = store.list_keys().await?;
-    let active = rows.iter().find(|r| r.superseded_at.is_none());
-    if let Some(active) = active {
-        let is_old_secret = active.sealed_private.is_none() && active.kid != keys::secret_kid(secret);
-        if is_old_secret {
-            tracing::warn!("the secret key changed: tokens signed with the previous secret are no longer accepted");
-            store.add_signing_key(&row_of(NewKey::from_secret(secret), now), false).await?;
+    let signing = rows.iter().filter(|r| state_of(r, now, 0) == KeyState::Active).next_back();
+    if let Some(active) = signing {
+        // An instance given another secret must not take over signing for
+        // the instances sharing this database: refuse, and say how to
+        // switch secrets on purpose.
+        if active.sealed_private.is_none() && active.kid != keys::secret_kid(secret) {
+            anyhow::bail!(
+                "the database's signing key was made from a different secret key: give this instance the same \
+                 PORTCULLIS_SECRET_KEY as the others, or, to switch to this secret on purpose, run \
+                 `portcullis keys rotate --use-secret` with it"
+            );
         }
     }
     Ok(())
+}
+
+/// Makes the configured secret itself the HS256 signing key (the tutorials'
+/// set-up, or a deliberate change of secret), active
+/// [`ACTIVATION_DELAY_SECS`] from `now`.
+///
+/// # Errors
+/// A database error, or this secret's key is already there.
+pub async fn rotate_to_secret(store: &SharedStore, secret: &str, now: i64) -> anyhow::Result<String> {
+    let key = NewKey::from_secret(secret);
+    let kid = key.kid.clone();
+    store
+        .add_signing_key(&row_of(key, now + ACTIVATION_DELAY_SECS), false)
+        .await
+        .context("this secret's key is already in the database (see `portcullis keys list`)")?;
+    Ok(kid)
 }
 
 /// Makes a new signing key, active [`ACTIVATION_DELAY_SECS`] from `now`.

@@ -79,12 +79,18 @@ fn is_bcrypt(hash: &str) -> bool {
     ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p))
 }
 
-/// `$2b$12$` then 53 characters of bcrypt's base64 (salt and digest).
+/// The highest bcrypt cost accepted: cost 16 already takes seconds a login;
+/// anything above would let one imported hash stall every login.
+pub const MAX_BCRYPT_COST: u32 = 16;
+
+/// `$2b$12$` then 53 characters of bcrypt's base64 (salt and digest), with a
+/// cost from 4 to [`MAX_BCRYPT_COST`].
 fn is_well_formed_bcrypt(hash: &str) -> bool {
     let b = hash.as_bytes();
     is_bcrypt(hash)
         && b.len() == 60
         && b[4..6].iter().all(u8::is_ascii_digit)
+        && hash[4..6].parse::<u32>().is_ok_and(|cost| (4..=MAX_BCRYPT_COST).contains(&cost))
         && b[6] == b'$'
         && b[7..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/')
 }
@@ -101,6 +107,9 @@ pub fn hash(password: &str) -> StoredHash {
 pub fn verify(password: &str, stored: &StoredHash) -> Verdict {
     let hash = stored.expose();
     if is_bcrypt(hash) {
+        if !is_well_formed_bcrypt(hash) {
+            return Verdict::Wrong;
+        }
         // bcrypt compares in constant time and, like passlib, reads at most 72 bytes.
         return match bcrypt::verify(password, hash) {
             Ok(true) => Verdict::Right { rehash: true },
@@ -168,6 +177,14 @@ mod tests {
             .unwrap()
             .to_string();
         assert_eq!(verify("some password", &StoredHash::new(weak)), Verdict::Right { rehash: true });
+    }
+
+    #[test]
+    fn a_bcrypt_hash_of_absurd_cost_is_refused_not_run() {
+        let b = bcrypt::hash("x-password", 4).unwrap();
+        let absurd = StoredHash::new(format!("$2b$31{}", &b[6..]));
+        assert!(!absurd.is_supported());
+        assert_eq!(verify("x-password", &absurd), Verdict::Wrong);
     }
 
     #[test]

@@ -155,14 +155,15 @@ impl HashPool {
 
 /// The dummy bcrypt hash of a cost, made once (it takes as long as a login).
 fn bcrypt_dummy(dummies: &Mutex<HashMap<u32, StoredHash>>, cost: u32) -> StoredHash {
-    let mut map = dummies.lock().unwrap_or_else(|e| e.into_inner());
-    map.entry(cost)
-        .or_insert_with(|| {
-            let hash = bcrypt::hash("portcullis dummy password for unknown users", cost.clamp(4, 31))
-                .expect("bcrypt accepts costs 4 to 31");
-            StoredHash::new(hash)
-        })
-        .clone()
+    let cost = cost.clamp(4, password::MAX_BCRYPT_COST);
+    if let Some(hash) = dummies.lock().unwrap_or_else(|e| e.into_inner()).get(&cost) {
+        return hash.clone();
+    }
+    // Made outside the lock: the other hashing threads keep going meanwhile.
+    let made = StoredHash::new(
+        bcrypt::hash("portcullis dummy password for unknown users", cost).expect("bcrypt accepts costs 4 to 31"),
+    );
+    dummies.lock().unwrap_or_else(|e| e.into_inner()).entry(cost).or_insert(made).clone()
 }
 
 #[cfg(test)]

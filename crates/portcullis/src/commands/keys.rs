@@ -63,7 +63,14 @@ pub async fn run_keys(command: KeysCommand, cx: &Context) -> anyhow::Result<()> 
                 println!("{:<28} {:<6} {:<10} {}", row.kid, row.algorithm, state.as_str(), row.created_at);
             }
         }
-        KeysCommand::Rotate { algorithm } => {
+        KeysCommand::Rotate { use_secret: true, .. } => {
+            let kid = keyring::rotate_to_secret(&cx.store, cx.secret.expose_secret(), now).await?;
+            println!(
+                "new signing key {kid} (HS256, the configured secret); running servers switch to it within 5 seconds"
+            );
+            println!("note: servers must now run with this secret key");
+        }
+        KeysCommand::Rotate { algorithm, .. } => {
             let rows = cx.store.list_keys().await?;
             let current = rows.iter().find(|r| r.superseded_at.is_none());
             let algorithm = match (algorithm, current) {

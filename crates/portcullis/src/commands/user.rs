@@ -170,7 +170,10 @@ async fn import(store: &SharedStore, file: &Path, now: i64) -> anyhow::Result<()
         let hash = StoredHash::new(entry.hashed_password);
         if !hash.is_supported() {
             // The hash itself is never printed.
-            bail!("entry {key:?}: hashed_password is not a bcrypt ($2a$/$2b$/$2y$) or argon2 hash");
+            bail!(
+                "entry {key:?}: hashed_password is not a bcrypt ($2a$/$2b$/$2y$, cost 4 to {}) or argon2 hash",
+                password::MAX_BCRYPT_COST
+            );
         }
         users.push(NewUser {
             username,

@@ -95,7 +95,10 @@ impl Store for $store {
     async fn max_bcrypt_cost(&self) -> StoreResult<u32> {
         // `$2b$12$…`: the cost is characters 5 and 6.
         let cost: Option<String> =
-            sqlx::query_scalar("select max(substr(password_hash, 5, 2)) from users where password_hash like '$2_$%'")
+            sqlx::query_scalar(
+                "select max(substr(password_hash, 5, 2)) from users
+                 where password_hash like '$2_$%' and substr(password_hash, 5, 2) <= '16'",
+            )
                 .fetch_one(&self.pool)
                 .await?;
         Ok(cost.and_then(|c| c.parse().ok()).unwrap_or(0))

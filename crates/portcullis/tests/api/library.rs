@@ -152,7 +152,9 @@ async fn leeway_tolerates_a_little_clock_skew() {
     let expired_a_bit = forge(json!({
         "iss": ISSUER, "sub": "admin", "iat": now() - 900, "nbf": now() - 900, "exp": now() - 5, "jti": "x", "scope": ""
     }));
-    let strict = resource_server(shared_secret_verifier());
+    let strict = resource_server(
+        Verifier::builder(KeySet::new([VerifyKey::shared_secret(SECRET.as_bytes())])).issuer(ISSUER).leeway(0).build(),
+    );
     let lenient = resource_server(
         Verifier::builder(KeySet::new([VerifyKey::shared_secret(SECRET.as_bytes())])).issuer(ISSUER).leeway(30).build(),
     );

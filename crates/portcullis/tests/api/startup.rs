@@ -170,3 +170,30 @@ async fn credentials_in_a_query_string_never_reach_the_log() {
     }
     assert!(!log.contains("$argon2id$"), "a hash leaked into the log");
 }
+
+#[tokio::test]
+async fn an_instance_with_another_secret_is_refused_until_the_switch_is_deliberate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = ("first-secret-0123456789abcdef0123456789ab", "second-secret-0123456789abcdef0123456789a");
+    let start = |secret: &str| {
+        let mut cmd = command(dir.path());
+        cmd.env("PORTCULLIS_SECRET_KEY", secret).env("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD);
+        cmd
+    };
+    drop(serve(start(first), dir.path()));
+
+    let refused = start(second).args(["serve", "--bind", "127.0.0.1:0"]).output().unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("different secret") && stderr.contains("--use-secret"), "{stderr}");
+    assert!(!stderr.contains(first) && !stderr.contains(second), "no secret in the message");
+
+    let switched = start(second).args(["keys", "rotate", "--use-secret"]).output().unwrap();
+    assert!(switched.status.success(), "{}", String::from_utf8_lossy(&switched.stderr));
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let server = serve(start(second), dir.path());
+    let (status, body) = login_status(&server.url, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(status, 200);
+    let kid = crate::helpers::jwt_part(body["access_token"].as_str().unwrap(), 0)["kid"].clone();
+    assert_eq!(kid, serde_json::json!(portcullis_verify::shared_secret_kid(second.as_bytes())));
+}
