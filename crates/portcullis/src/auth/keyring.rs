@@ -155,7 +155,7 @@ pub async fn ensure_signing_key(
         return Ok(());
     }
     let rows = store.list_keys().await?;
-    let signing = rows.iter().filter(|r| state_of(r, now, 0) == KeyState::Active).next_back();
+    let signing = rows.iter().rfind(|r| state_of(r, now, 0) == KeyState::Active);
     if let Some(active) = signing {
         // An instance given another secret must not take over signing for
         // the instances sharing this database: refuse, and say how to
