@@ -28,13 +28,30 @@ pub struct FileConfig {
     log_format: Option<LogFormat>,
     secret_key_file: Option<PathBuf>,
     issuer: Option<String>,
+    #[serde(default, deserialize_with = "string_or_list")]
     audience: Option<Vec<String>>,
     access_token_ttl: Option<String>,
     refresh_token_ttl: Option<String>,
     algorithm: Option<String>,
     database_pool_size: Option<u32>,
     database_timeout: Option<String>,
+    #[serde(default, deserialize_with = "string_or_list")]
     trusted_proxies: Option<Vec<String>>,
+}
+
+/// A list in TOML may be written as the flag takes it, `"a,b"`, or as an
+/// array, `["a", "b"]`.
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Option::<OneOrMany>::deserialize(d)?.map(|value| match value {
+        OneOrMany::One(text) => text.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+        OneOrMany::Many(list) => list,
+    }))
 }
 
 impl FileConfig {
@@ -272,6 +289,14 @@ mod tests {
         assert_eq!(config.bind.port(), 7000);
         assert_eq!(config.access_token_ttl, Duration::from_secs(1800));
         assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+    }
+
+    #[test]
+    fn lists_in_the_file_take_the_flag_form_or_an_array() {
+        let one: FileConfig = toml::from_str("audience = \"a, b\"").unwrap();
+        let many: FileConfig = toml::from_str("audience = [\"a\", \"b\"]").unwrap();
+        assert_eq!(one.audience, Some(vec!["a".into(), "b".into()]));
+        assert_eq!(one.audience, many.audience);
     }
 
     #[test]

@@ -2,27 +2,27 @@
 //! `main.rs` only parses the command line and calls into this library, which
 //! the tests drive the same way.
 
-/// Authentication: hashing, the signing secret, token issuing.
+// Authentication: hashing, the signing secret, token issuing.
 pub mod auth;
-/// The command line as parsed by clap.
+// The command line as parsed by clap.
 pub mod cli;
-/// Reading the clock, in one place.
+// Reading the clock, in one place.
 pub mod clock;
-/// `portcullis user …` and other non-server commands.
+// `portcullis user …` and other non-server commands.
 pub mod commands;
-/// Settings merged from flags, environment and file.
+// Settings merged from flags, environment and file.
 pub mod config;
-/// Input values parsed into valid types.
+// Input values parsed into valid types.
 pub mod domain;
-/// The HTTP layer's error type.
+// The HTTP layer's error type.
 pub mod error;
-/// Routes and layers.
+// Routes and layers.
 pub mod http;
-/// Starting the server.
+// Starting the server.
 pub mod server;
-/// Shared handler state.
+// Shared handler state.
 pub mod state;
-/// Storage interface and back ends.
+// Storage interface and back ends.
 pub mod store;
 
 pub use http::app;

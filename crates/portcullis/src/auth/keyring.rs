@@ -203,6 +203,48 @@ pub async fn rotate(store: &SharedStore, sealer: &Sealer, algorithm: KeyAlgorith
     Ok(kid)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(kid: &str, created_at: i64, superseded_at: Option<i64>) -> KeyRow {
+        let sealer = Sealer::new("0123456789abcdef0123456789abcdef-tests");
+        let key = keys::generate(KeyAlgorithm::EdDsa, &sealer).unwrap();
+        KeyRow { kid: kid.into(), created_at, superseded_at, ..row_of(key, created_at) }
+    }
+
+    #[test]
+    fn a_key_goes_pending_active_verifying_retired() {
+        let ttl = 900;
+        let old = row("old", 0, Some(1000));
+        let new = row("new", 1000, None);
+        assert_eq!(state_of(&new, 998, ttl), KeyState::Pending);
+        assert_eq!(state_of(&old, 998, ttl), KeyState::Active);
+        assert_eq!(state_of(&new, 1000, ttl), KeyState::Active);
+        assert_eq!(state_of(&old, 1000, ttl), KeyState::Verifying);
+        assert_eq!(state_of(&old, 1000 + ttl + RETIRE_GRACE_SECS - 1, ttl), KeyState::Verifying);
+        assert_eq!(state_of(&old, 1000 + ttl + RETIRE_GRACE_SECS, ttl), KeyState::Retired);
+    }
+
+    #[test]
+    fn a_retired_key_is_neither_published_nor_accepted() {
+        let sealer = Sealer::new("0123456789abcdef0123456789abcdef-tests");
+        let make = |kid_created: i64, superseded: Option<i64>| {
+            let key = keys::generate(KeyAlgorithm::EdDsa, &sealer).unwrap();
+            KeyRow { superseded_at: superseded, ..row_of(key, kid_created) }
+        };
+        let rows = vec![make(0, Some(1000)), make(1000, None)];
+        let secret = "0123456789abcdef0123456789abcdef-tests";
+
+        let during = load(&rows, secret, &sealer, 1500, 900).unwrap();
+        let after = load(&rows, secret, &sealer, 1000 + 900 + RETIRE_GRACE_SECS, 900).unwrap();
+
+        assert_eq!((during.verify.len(), during.jwks.len()), (2, 2));
+        assert_eq!((after.verify.len(), after.jwks.len()), (1, 1));
+        assert_eq!(after.signer.kid(), rows[1].kid);
+    }
+}
+
 /// A server's live keys: the issuer signs with the active one, the verifier
 /// accepts all that verify, `/.well-known/jwks.json` shows the public ones.
 #[derive(Clone)]

@@ -214,3 +214,44 @@ fn an_import_with_a_bad_entry_writes_nothing() {
     let list = ok(&cli(dir.path(), &["user", "list", "--json"], None));
     assert_eq!(list.trim(), "[]");
 }
+
+#[tokio::test]
+async fn migrate_creates_and_upgrades_both_back_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    let postgres = crate::helpers::fresh_postgres_database().await;
+
+    for url in [&sqlite, &postgres] {
+        let out = command(dir.path()).args(["migrate", "--database-url", url]).output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("up to date"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let again = command(dir.path()).args(["migrate", "--database-url", url]).output().unwrap();
+        assert!(again.status.success(), "migrating twice is harmless");
+    }
+    assert!(dir.path().join("fresh.db").exists());
+}
+
+#[tokio::test]
+async fn user_commands_work_against_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::helpers::fresh_postgres_database().await;
+    let with_db = |args: &[&str], stdin: Option<&str>| {
+        let mut full = vec!["--database-url", db.as_str()];
+        full.extend_from_slice(args);
+        cli(dir.path(), &full, stdin)
+    };
+
+    ok(&with_db(&["user", "add", "pia", "--scopes", "items", "--password-stdin"], Some("pias-password-1\n")));
+    ok(&with_db(&["user", "disable", "PIA"], None));
+    let list: Value = serde_json::from_str(&ok(&with_db(&["user", "list", "--json"], None))).unwrap();
+
+    assert_eq!(
+        list,
+        serde_json::json!([{"username": "pia", "email": null, "full_name": null, "disabled": true, "scopes": ["items"]}])
+    );
+    let dup = with_db(&["user", "add", "Pia", "--password-stdin"], Some("pias-password-2\n"));
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+}

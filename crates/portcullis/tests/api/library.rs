@@ -271,6 +271,24 @@ async fn a_flood_of_unknown_kids_causes_at_most_one_fetch_per_interval() {
 }
 
 #[tokio::test]
+async fn an_optional_caller_is_none_without_a_token_but_a_bad_token_is_still_refused() {
+    async fn greet(user: Option<Authenticated>) -> String {
+        match user {
+            Some(user) => format!("hello {}", user.subject()),
+            None => "hello stranger".to_owned(),
+        }
+    }
+    let app = Router::new().route("/", get(greet)).with_state(shared_secret_verifier());
+    let good = forge(
+        json!({"iss": ISSUER, "sub": "ann", "iat": now(), "nbf": now(), "exp": now() + 60, "jti": "j", "scope": ""}),
+    );
+
+    assert_eq!(call(&app, "/", None).await.body, "hello stranger");
+    assert_eq!(call(&app, "/", Some(&format!("Bearer {good}"))).await.body, "hello ann");
+    assert_eq!(call(&app, "/", Some("Bearer forged.or.garbage")).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn connecting_to_an_unreachable_jwks_url_is_an_error_not_a_panic() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
 
