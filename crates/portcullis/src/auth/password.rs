@@ -6,7 +6,11 @@
 
 use std::fmt;
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use std::cell::RefCell;
+
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
+use subtle::ConstantTimeEq;
 
 /// A stored password hash (PHC or bcrypt modular-crypt string). Its `Debug`
 /// hides the value, so a hash never reaches a log line by accident.
@@ -75,6 +79,29 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::default())
 }
 
+/// Most argon2 memory a stored hash may ask for: a hash from an import
+/// asking for gigabytes must not become a way to exhaust memory.
+const MAX_ARGON2_KIB: u32 = 256 * 1024;
+
+thread_local! {
+    /// Argon2's working memory, kept by each hashing thread. Allocating 19 MiB
+    /// a hash made the allocator hold on to hundreds of MiB under a login
+    /// flood (measured: 57 → 234 MiB RSS); reused, it stays at one block set
+    /// per thread.
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+fn compute(hasher: &Argon2<'_>, params: &Params, password: &[u8], salt: &[u8], out: &mut [u8]) -> bool {
+    MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        let blocks = params.block_count();
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        hasher.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks]).is_ok()
+    })
+}
+
 fn is_bcrypt(hash: &str) -> bool {
     ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p))
 }
@@ -97,10 +124,18 @@ fn is_well_formed_bcrypt(hash: &str) -> bool {
 
 /// Hashes a new password with argon2id and a random salt.
 pub fn hash(password: &str) -> StoredHash {
-    let hash = argon2()
-        .hash_password(password.as_bytes())
-        .expect("argon2 with default parameters and a random salt cannot fail");
-    StoredHash(hash.to_string())
+    let params = Params::default();
+    let salt: [u8; 16] = rand::random();
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    assert!(compute(&argon2(), &params, password.as_bytes(), &salt, &mut out), "argon2 with default parameters");
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).expect("default parameters encode"),
+        salt: Some(Salt::new(&salt).expect("a 16-byte salt")),
+        hash: Some(Output::new(&out).expect("a 32-byte output")),
+    };
+    StoredHash(phc.to_string())
 }
 
 /// Checks a password against a stored hash, in constant time for a given hash.
@@ -128,12 +163,26 @@ pub fn verify(password: &str, stored: &StoredHash) -> Verdict {
         "argon2d" => Algorithm::Argon2d,
         _ => return Verdict::Wrong,
     };
-    let hasher = Argon2::new(algorithm, Version::V0x13, params.clone());
-    if hasher.verify_password(password.as_bytes(), &parsed).is_err() {
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return Verdict::Wrong;
+    };
+    if params.m_cost() > MAX_ARGON2_KIB {
+        return Verdict::Wrong;
+    }
+    let version = match parsed.version {
+        Some(0x10) => Version::V0x10,
+        _ => Version::V0x13,
+    };
+    let hasher = Argon2::new(algorithm, version, params.clone());
+    let mut out = vec![0u8; expected.len()];
+    if !compute(&hasher, &params, password.as_bytes(), salt.as_ref(), &mut out)
+        || !bool::from(out.as_slice().ct_eq(expected.as_bytes()))
+    {
         return Verdict::Wrong;
     }
     let current = Params::default();
     let weaker = algorithm != Algorithm::Argon2id
+        || version != Version::V0x13
         || params.m_cost() < current.m_cost()
         || params.t_cost() < current.t_cost()
         || params.p_cost() < current.p_cost();
@@ -171,7 +220,26 @@ mod tests {
     }
 
     #[test]
+    fn our_hashes_verify_with_the_argon2_crate_itself_and_back() {
+        use argon2::{PasswordHasher, PasswordVerifier};
+        let ours = hash("interop password");
+        let parsed = PasswordHash::new(ours.expose()).unwrap();
+        assert!(argon2().verify_password(b"interop password", &parsed).is_ok());
+        let theirs = argon2().hash_password(b"interop password").unwrap().to_string();
+        assert_eq!(verify("interop password", &StoredHash::new(theirs)), Verdict::Right { rehash: false });
+    }
+
+    #[test]
+    fn a_hash_asking_for_absurd_memory_is_refused_not_run() {
+        let greedy = StoredHash::new(
+            "$argon2id$v=19$m=4194304,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g".into(),
+        );
+        assert_eq!(verify("anything", &greedy), Verdict::Wrong);
+    }
+
+    #[test]
     fn a_weaker_argon2_hash_asks_for_a_rehash() {
+        use argon2::PasswordHasher;
         let weak = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(4096, 1, 1, None).unwrap())
             .hash_password(b"some password")
             .unwrap()

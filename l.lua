@@ -1,0 +1,3 @@
+wrk.method="POST"
+wrk.body="username=admin&password=correct-horse-battery"
+wrk.headers["Content-Type"]="application/x-www-form-urlencoded"
