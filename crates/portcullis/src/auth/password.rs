@@ -232,7 +232,8 @@ mod tests {
     #[test]
     fn a_hash_asking_for_absurd_memory_is_refused_not_run() {
         let greedy = StoredHash::new(
-            "$argon2id$v=19$m=4194304,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g".into(),
+            "$argon2id$v=19$m=4194304,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
+                .into(),
         );
         assert_eq!(verify("anything", &greedy), Verdict::Wrong);
     }

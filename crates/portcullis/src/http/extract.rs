@@ -41,9 +41,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 detail: "send a JSON body with Content-Type: application/json".into(),
             }),
-            Err(r) => Err(ApiError::Rejected { status: r.status(), detail: r.body_text() }),
+            Err(r) => Err(ApiError::Rejected { status: r.status(), detail: without_values(&r.body_text()) }),
         }
     }
+}
+
+/// serde quotes the offending value in its messages ("invalid type: string
+/// \"hunter2\", expected …"): drop it, since the value may be a password.
+fn without_values(message: &str) -> String {
+    let mut out = message.to_owned();
+    for marker in ["invalid type: ", "invalid value: ", "invalid length "] {
+        while let Some(start) = out.find(marker) {
+            let rest = &out[start + marker.len()..];
+            let Some(end) = rest.find(", expected") else { break };
+            let label = marker.trim_end_matches([':', ' ']).replace("invalid", "INVALID");
+            out = format!("{}{label}{}", &out[..start], &rest[end..]);
+        }
+    }
+    out.replace("INVALID", "invalid")
 }
 
 /// `axum::extract::Path` with JSON error bodies.
@@ -209,6 +224,15 @@ mod tests {
         assert_eq!(form.get("username"), Some("alé x"));
         assert_eq!(form.get("password"), Some("p&w"));
         assert_eq!(form.get("scope"), None);
+    }
+
+    #[test]
+    fn json_error_details_never_echo_the_value() {
+        let msg = "Failed to deserialize the JSON body: new_password: invalid type: string \"hunter22\", expected u32 at line 1";
+        let clean = without_values(msg);
+        assert!(!clean.contains("hunter22"), "{clean}");
+        assert!(clean.contains("new_password: invalid type, expected u32"), "{clean}");
+        assert_eq!(without_values("missing field `password`"), "missing field `password`");
     }
 
     #[test]
