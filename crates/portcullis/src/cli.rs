@@ -18,7 +18,8 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Database URL: sqlite://FILE (default sqlite://portcullis.db) or postgres://…
-    #[arg(long, env = "PORTCULLIS_DATABASE_URL", global = true, value_name = "URL")]
+    // The URL may hold a password: `--help` must not print the env value.
+    #[arg(long, env = "PORTCULLIS_DATABASE_URL", global = true, value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// File holding the secret key (instead of PORTCULLIS_SECRET_KEY).
