@@ -169,13 +169,15 @@ async fn password_grant(
     scope: Option<&str>,
 ) -> ApiResult<Response> {
     let requested = parse_scope(scope)?;
-    let key = Username::key_of(username);
+    // `None`: a name no user can have, which never reaches the database.
+    let lookup = Username::lookup_key(username);
+    let key = lookup.clone().unwrap_or_else(|| Username::key_of(username));
     // Counted before any hashing: a throttled guesser costs us one query.
     // Unknown names count too, so both answer the same way.
     if let Some(wait) = state.throttle.attempt(&key, addr, crate::clock::unix_now() as i64).await? {
         return Err(ApiError::Throttled(wait));
     }
-    let user = match Username::lookup_key(username) {
+    let user = match lookup {
         Some(key) => state.store.user_by_key(&key).await?,
         None => None,
     };

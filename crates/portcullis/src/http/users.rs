@@ -180,7 +180,7 @@ pub async fn change_password(
     let new = NewPassword::parse(change.new_password)?;
     let hash = state.hasher.hash(new.expose().to_owned()).await?;
     let patch = UserPatch { password_hash: Some(hash), ..UserPatch::default() };
-    state.store.update_user(&Username::key_of(&account.username), &patch, crate::clock::unix_now() as i64).await?;
+    state.store.update_user(&key, &patch, now).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,8 +1,8 @@
 //! Storage: one interface ([`Store`]) for everything portcullis keeps, so the
 //! HTTP and CLI layers never see which database is behind it.
 //!
-//! SQLite is the default; a PostgreSQL implementation fits beside
-//! [`sqlite`] behind the same trait. SQL stays in the module of its back end.
+//! SQLite is the default, PostgreSQL serves several instances; both run the
+//! same SQL (`sql.rs`), and only connection set-up and migrations differ.
 
 pub mod postgres;
 mod sql;
