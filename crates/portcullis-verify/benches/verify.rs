@@ -12,7 +12,7 @@ use portcullis_verify::{KeySet, Verifier, VerifyKey};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::json;
 
-const NOW: u64 = 1_800_000_000;
+const NOW: i64 = 1_800_000_000;
 
 fn claims() -> serde_json::Value {
     json!({

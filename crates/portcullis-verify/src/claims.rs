@@ -23,11 +23,11 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<Audience>,
     /// Expiry, seconds since the Unix epoch.
-    pub exp: u64,
+    pub exp: i64,
     /// Issued at, seconds since the Unix epoch.
-    pub iat: u64,
+    pub iat: i64,
     /// Not before, seconds since the Unix epoch.
-    pub nbf: u64,
+    pub nbf: i64,
     /// Unique token id, used for revocation.
     pub jti: String,
     /// Granted scopes, space-separated (RFC 8693 §4.2).
@@ -63,12 +63,12 @@ impl Audience {
 pub(crate) struct Expectations {
     pub issuer: Option<String>,
     pub audiences: Vec<String>,
-    pub leeway: u64,
+    pub leeway: i64,
 }
 
 /// Clock skew tolerated by default: a few seconds covers NTP-synchronised
 /// machines, and a token issued one second early on another host.
-pub(crate) const DEFAULT_LEEWAY_SECS: u64 = 5;
+pub(crate) const DEFAULT_LEEWAY_SECS: i64 = 5;
 
 impl Default for Expectations {
     fn default() -> Self {
@@ -109,7 +109,7 @@ impl Claims {
     }
 
     /// Checks lifetime, issuer and audience against `now` (Unix seconds).
-    pub(crate) fn validate(&self, now: u64, want: &Expectations) -> Result<(), TokenError> {
+    pub(crate) fn validate(&self, now: i64, want: &Expectations) -> Result<(), TokenError> {
         if now >= self.exp.saturating_add(want.leeway) {
             return Err(TokenError::invalid("token has expired"));
         }

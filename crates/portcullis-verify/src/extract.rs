@@ -57,12 +57,6 @@ impl Authenticated {
     }
 }
 
-/// Seconds since the Unix epoch: the one place the verifier reads the clock.
-#[allow(clippy::disallowed_methods)]
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// The token of an `Authorization: Bearer <token>` header. The scheme is
 /// case-insensitive (RFC 7235), as FastAPI's `OAuth2PasswordBearer` has it.
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, TokenError> {
@@ -80,7 +74,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, TokenError> {
 
 async fn authenticate(verifier: &Verifier, headers: &HeaderMap) -> Result<Authenticated, TokenError> {
     let token = bearer_token(headers)?;
-    let claims = verifier.authenticate(token, unix_now()).await?;
+    let claims = verifier.authenticate(token, verifier.now()).await?;
     Ok(Authenticated { claims: Arc::new(claims) })
 }
 
@@ -127,12 +121,12 @@ where
 /// # Example
 /// ```
 /// use axum::{Router, routing::get};
-/// use portcullis_verify::{KeySet, RequireScopes, Verifier, VerifyKey};
+/// use portcullis_verify::{KeySet, Verifier, VerifyKey};
 ///
 /// let verifier = Verifier::builder(KeySet::new([VerifyKey::hs256("k", b"0123456789abcdef0123456789abcdef")])).build();
 /// let admin: Router = Router::new()
 ///     .route("/admin", get(|| async { "secret stuff" }))
-///     .layer(RequireScopes::new(verifier, ["admin"]));
+///     .layer(verifier.require_scopes(["admin"]));
 /// ```
 #[derive(Clone)]
 pub struct RequireScopes {
@@ -141,8 +135,9 @@ pub struct RequireScopes {
 }
 
 impl RequireScopes {
-    /// Requires every scope in `scopes` (none: any valid token).
-    pub fn new<I, S>(verifier: Verifier, scopes: I) -> Self
+    /// Requires every scope in `scopes` (none: any valid token); made by
+    /// [`Verifier::require_scopes`].
+    pub(crate) fn new<I, S>(verifier: Verifier, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,

@@ -14,7 +14,7 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
-use crate::verifier::{KeySet, VerifyKey};
+use crate::keys::{KeySet, VerifyKey};
 
 /// Why a key set could not be fetched.
 #[derive(Debug, thiserror::Error)]

@@ -3,13 +3,13 @@
 //!
 //! A [`Verifier`] holds the keys and the expected issuer and audience; the
 //! [`Authenticated`] extractor verifies the `Authorization: Bearer` header
-//! and hands the claims to the handler; [`RequireScopes`] guards routes by
-//! scope. Rejections answer as RFC 6750 says, exactly as the portcullis
+//! and hands the claims to the handler; [`Verifier::require_scopes`] guards
+//! routes by scope. Rejections answer as RFC 6750 says, exactly as the portcullis
 //! server's own routes do (it uses this crate for them).
 //!
 //! ```
 //! use axum::{Router, routing::get};
-//! use portcullis_verify::{Authenticated, KeySet, RequireScopes, Verifier, VerifyKey};
+//! use portcullis_verify::{Authenticated, KeySet, Verifier, VerifyKey};
 //!
 //! async fn items(user: Authenticated) -> String {
 //!     format!("items of {}", user.subject())
@@ -23,7 +23,7 @@
 //!     .route("/items", get(items))
 //!     .route(
 //!         "/admin",
-//!         get(|| async { "admins only" }).layer(RequireScopes::new(verifier.clone(), ["admin"])),
+//!         get(|| async { "admins only" }).layer(verifier.require_scopes(["admin"])),
 //!     )
 //!     .with_state(verifier);
 //! ```
@@ -38,6 +38,7 @@ mod error;
 mod extract;
 #[cfg(feature = "jwks")]
 mod jwks;
+mod keys;
 mod verifier;
 
 pub use claims::{Audience, Claims};
@@ -46,4 +47,5 @@ pub use extract::{Authenticated, RequireScopes, RequireScopesService, bearer_tok
 pub use jsonwebtoken::{Algorithm, DecodingKey};
 #[cfg(feature = "jwks")]
 pub use jwks::{JwksError, key_set_from_jwks};
-pub use verifier::{BoxFuture, KeySet, TokenCheck, Verifier, VerifierBuilder, VerifyKey, shared_secret_kid};
+pub use keys::{KeySet, VerifyKey, shared_secret_kid};
+pub use verifier::{BoxFuture, TokenCheck, Verifier, VerifierBuilder};

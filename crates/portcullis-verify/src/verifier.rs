@@ -2,124 +2,28 @@
 //! issuer and audience it must carry. Cheap to clone; the key set can be
 //! swapped while requests are being verified (key rotation).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::Validation;
 
 use crate::claims::{Claims, Expectations};
 use crate::error::TokenError;
+use crate::keys::KeySet;
+
+/// Where a verifier reads the time: Unix seconds.
+type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Seconds since the Unix epoch: the one place this crate reads the clock.
+#[allow(clippy::disallowed_methods)]
+fn system_time() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
 
 /// A boxed future, as returned by [`TokenCheck::check`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// One public (or shared) key and the only algorithm it may verify.
-///
-/// Pinning the algorithm to the key is what defeats algorithm confusion: a
-/// token whose header names another `alg` is refused before any crypto runs.
-#[derive(Clone)]
-pub struct VerifyKey {
-    kid: String,
-    algorithm: Algorithm,
-    key: DecodingKey,
-}
-
-impl fmt::Debug for VerifyKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The key itself may be a shared secret: never print it.
-        f.debug_struct("VerifyKey").field("kid", &self.kid).field("algorithm", &self.algorithm).finish_non_exhaustive()
-    }
-}
-
-impl VerifyKey {
-    /// A key with its id and pinned algorithm.
-    pub fn new(kid: impl Into<String>, algorithm: Algorithm, key: DecodingKey) -> Self {
-        VerifyKey { kid: kid.into(), algorithm, key }
-    }
-
-    /// An HS256 key: the secret's bytes as written, as in the FastAPI
-    /// tutorials (a hex string is not hex-decoded).
-    pub fn hs256(kid: impl Into<String>, secret: &[u8]) -> Self {
-        VerifyKey::new(kid, Algorithm::HS256, DecodingKey::from_secret(secret))
-    }
-
-    /// The HS256 key a portcullis server makes of its secret, with the `kid`
-    /// the server gives it: a resource server holding the same secret (the
-    /// FastAPI tutorials' set-up) verifies portcullis tokens with this.
-    ///
-    /// # Example
-    /// ```
-    /// use portcullis_verify::{KeySet, Verifier, VerifyKey};
-    ///
-    /// let secret = std::env::var("PORTCULLIS_SECRET_KEY").unwrap_or_else(|_| "0".repeat(64));
-    /// let verifier = Verifier::builder(KeySet::new([VerifyKey::shared_secret(secret.as_bytes())])).build();
-    /// ```
-    pub fn shared_secret(secret: &[u8]) -> Self {
-        VerifyKey::hs256(shared_secret_kid(secret), secret)
-    }
-
-    /// The key id.
-    pub fn kid(&self) -> &str {
-        &self.kid
-    }
-
-    /// The algorithm this key verifies.
-    pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
-    }
-}
-
-/// The `kid` of the HS256 key that is a server's secret: a one-way hash of
-/// it, so every instance (and resource server) sharing the secret agrees.
-pub fn shared_secret_kid(secret: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    hasher.update(b"portcullis kid\0");
-    hasher.update(secret);
-    let digest = hasher.finalize();
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("hs256-{hex}")
-}
-
-/// The keys a verifier accepts, by `kid`.
-#[derive(Debug, Clone, Default)]
-pub struct KeySet {
-    keys: HashMap<String, VerifyKey>,
-}
-
-impl KeySet {
-    /// A set of these keys.
-    pub fn new(keys: impl IntoIterator<Item = VerifyKey>) -> Self {
-        KeySet { keys: keys.into_iter().map(|k| (k.kid.clone(), k)).collect() }
-    }
-
-    /// Number of keys.
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Whether the set has no key.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    /// Whether a key has this id.
-    pub fn contains(&self, kid: &str) -> bool {
-        self.keys.contains_key(kid)
-    }
-
-    /// The key for a token's `kid`; a token without `kid` may use the only key.
-    fn find(&self, kid: Option<&str>) -> Option<&VerifyKey> {
-        match kid {
-            Some(kid) => self.keys.get(kid),
-            None if self.keys.len() == 1 => self.keys.values().next(),
-            None => None,
-        }
-    }
-}
 
 /// A check run after the signature and claims are good, e.g. a deny list or
 /// "is this user still enabled". The server plugs its database in here.
@@ -150,6 +54,7 @@ pub struct Verifier {
 struct Inner {
     keys: RwLock<Arc<KeySet>>,
     expect: Expectations,
+    clock: Clock,
     check: Option<Arc<dyn TokenCheck>>,
     #[cfg(feature = "jwks")]
     source: Option<crate::jwks::JwksSource>,
@@ -190,6 +95,7 @@ impl fmt::Debug for Verifier {
 pub struct VerifierBuilder {
     keys: KeySet,
     expect: Expectations,
+    clock: Clock,
     check: Option<Arc<dyn TokenCheck>>,
     #[cfg(feature = "jwks")]
     source: Option<crate::jwks::JwksSource>,
@@ -209,8 +115,15 @@ impl VerifierBuilder {
     }
 
     /// Clock skew tolerated on `exp` and `nbf`, in seconds (default 5).
-    pub fn leeway(mut self, seconds: u64) -> Self {
+    pub fn leeway(mut self, seconds: i64) -> Self {
         self.expect.leeway = seconds;
+        self
+    }
+
+    /// Read the time (Unix seconds) from `clock` instead of the system
+    /// clock: the server passes its own, which tests can move forward.
+    pub fn clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -248,6 +161,7 @@ impl VerifierBuilder {
             inner: Arc::new(Inner {
                 keys: RwLock::new(Arc::new(self.keys)),
                 expect: self.expect,
+                clock: self.clock,
                 check: self.check,
                 #[cfg(feature = "jwks")]
                 source: self.source,
@@ -291,7 +205,7 @@ impl Verifier {
     /// An unknown `kid` may be a rotation we have not seen: refetch the key
     /// set (rate-limited) and try once more.
     #[cfg_attr(not(feature = "jwks"), allow(unused_variables))]
-    async fn after_refetch(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+    async fn after_refetch(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         #[cfg(feature = "jwks")]
         if let Some(source) = &self.inner.source {
             match source.refetch().await {
@@ -310,6 +224,7 @@ impl Verifier {
         VerifierBuilder {
             keys,
             expect: Expectations::default(),
+            clock: Arc::new(system_time),
             check: None,
             #[cfg(feature = "jwks")]
             source: None,
@@ -372,6 +287,11 @@ impl Verifier {
         });
     }
 
+    /// The time now, Unix seconds, by this verifier's clock.
+    pub fn now(&self) -> i64 {
+        (self.inner.clock)()
+    }
+
     /// The current key set.
     pub fn keys(&self) -> Arc<KeySet> {
         self.inner.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -387,21 +307,21 @@ impl Verifier {
     ///
     /// # Errors
     /// [`TokenError::Invalid`] saying what is wrong (never echoing the token).
-    pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+    pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         self.verify_inner(token, now).map_err(Into::into)
     }
 
-    fn verify_inner(&self, token: &str, now: u64) -> Result<Claims, Failure> {
+    fn verify_inner(&self, token: &str, now: i64) -> Result<Claims, Failure> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::invalid("malformed token"))?;
         if !is_access_token_type(header.typ.as_deref()) {
             return Err(TokenError::invalid("not an access token (typ must be at+jwt)").into());
         }
         let keys = self.keys();
         let key = keys.find(header.kid.as_deref()).ok_or(Failure::UnknownKey)?;
-        if header.alg != key.algorithm {
+        if header.alg != key.algorithm() {
             return Err(TokenError::invalid("token algorithm does not match its key").into());
         }
-        let mut validation = Validation::new(key.algorithm);
+        let mut validation = Validation::new(key.algorithm());
         // Lifetime, issuer and audience are checked below with the caller's clock.
         validation.validate_exp = false;
         validation.validate_nbf = false;
@@ -425,7 +345,7 @@ impl Verifier {
     ///
     /// # Errors
     /// As `verify`, or what the check answers.
-    pub async fn authenticate(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+    pub async fn authenticate(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         let claims = match self.verify_inner(token, now) {
             Ok(claims) => claims,
             Err(Failure::UnknownKey) => self.after_refetch(token, now).await?,

@@ -6,13 +6,28 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
 
-pub use crate::auth::keys::KeyAlgorithm;
+pub use crate::auth::signing::KeyAlgorithm;
 
 /// portcullis: an OAuth2 password-grant authentication server.
 #[derive(Debug, Parser)]
 #[command(name = "portcullis", version, about, propagate_version = true)]
 pub struct Cli {
+    /// Settings every command shares.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings every command takes: where the database and the secrets are.
+/// Secrets come from the environment only (a command line is visible to
+/// every user of the machine), and `--help` never prints their values.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
     /// TOML file with settings (keys are the flag names with `_`).
     #[arg(long, env = "PORTCULLIS_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -26,9 +41,22 @@ pub struct Cli {
     #[arg(long, env = "PORTCULLIS_SECRET_KEY_FILE", global = true, value_name = "FILE")]
     pub secret_key_file: Option<PathBuf>,
 
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
+    /// Access-token lifetime, e.g. 15m, 1h [default: 15m]; the key commands
+    /// need it to tell verifying keys from retired ones.
+    #[arg(long, env = "PORTCULLIS_ACCESS_TOKEN_TTL", global = true, value_name = "DURATION")]
+    pub access_token_ttl: Option<String>,
+
+    /// The secret key (HS256 key; seals signing keys without a master key).
+    #[arg(long, env = "PORTCULLIS_SECRET_KEY", global = true, hide = true, hide_env_values = true)]
+    pub secret_key: Option<SecretString>,
+
+    /// Seals private signing keys instead of the secret key.
+    #[arg(long, env = "PORTCULLIS_MASTER_KEY", global = true, hide = true, hide_env_values = true)]
+    pub master_key: Option<SecretString>,
+
+    /// File holding the master key.
+    #[arg(long, env = "PORTCULLIS_MASTER_KEY_FILE", global = true, hide = true)]
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// The subcommands.
@@ -114,10 +142,6 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTCULLIS_AUDIENCE", value_delimiter = ',', value_name = "AUD")]
     pub audience: Vec<String>,
 
-    /// Access-token lifetime, e.g. 15m, 1h [default: 15m].
-    #[arg(long, env = "PORTCULLIS_ACCESS_TOKEN_TTL", value_name = "DURATION")]
-    pub access_token_ttl: Option<String>,
-
     /// Refresh-token lifetime, e.g. 14d [default: 14d].
     #[arg(long, env = "PORTCULLIS_REFRESH_TOKEN_TTL", value_name = "DURATION")]
     pub refresh_token_ttl: Option<String>,
@@ -135,6 +159,10 @@ pub struct ServeArgs {
     /// later changes go through `keys rotate --algorithm`.
     #[arg(long, env = "PORTCULLIS_ALGORITHM", value_enum)]
     pub algorithm: Option<KeyAlgorithm>,
+
+    /// Password of the first `admin` on an empty database (never printed).
+    #[arg(long, env = "PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD", hide = true, hide_env_values = true)]
+    pub bootstrap_admin_password: Option<SecretString>,
 }
 
 /// `portcullis user …`.

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::auth::secret_key::{self, Secrets};
 use crate::auth::throttle::ThrottleSettings;
-use crate::cli::{KeyAlgorithm, LogFormat, ServeArgs};
+use crate::cli::{GlobalArgs, KeyAlgorithm, LogFormat, ServeArgs};
 use crate::store::PoolSettings;
 
 /// The database used when none is named.
@@ -59,56 +60,96 @@ impl FileConfig {
     ///
     /// # Errors
     /// An unreadable file, bad TOML or an unknown key, naming the file.
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+    pub fn read(path: Option<&Path>) -> anyhow::Result<Self> {
         let Some(path) = path else {
             return Ok(FileConfig::default());
         };
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
     }
+}
 
-    /// The secret key file: flag or env first, then the file.
-    pub fn secret_key_file(&self, from_cli: Option<PathBuf>) -> Option<PathBuf> {
-        from_cli.or_else(|| self.secret_key_file.clone())
-    }
+/// Where a deployment's database and secrets are: what `serve` and the key
+/// commands share, resolved once.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// Database URL.
+    pub database_url: String,
+    /// The secret from `PORTCULLIS_SECRET_KEY`, if set.
+    pub secret_key: Option<SecretString>,
+    /// File holding the secret.
+    pub secret_key_file: Option<PathBuf>,
+    /// Key that seals private signing keys, when not the secret (checked).
+    pub master_key: Option<SecretString>,
+    /// Access-token lifetime.
+    pub access_token_ttl: Duration,
+}
 
-    /// The access-token lifetime the file sets, if any.
+impl Deployment {
+    /// Merges the global flags (with their env twins, applied by clap), the
+    /// file and the defaults.
     ///
     /// # Errors
-    /// A value that does not parse.
-    pub fn access_token_ttl(&self) -> anyhow::Result<Option<Duration>> {
-        self.access_token_ttl.as_deref().map(parse_duration).transpose().context("access_token_ttl")
+    /// A value that does not parse, or a weak master key.
+    pub fn resolve(args: &GlobalArgs, file: &FileConfig) -> anyhow::Result<Self> {
+        let ttl_text = args.access_token_ttl.clone().or(file.access_token_ttl.clone());
+        let access_token_ttl = match ttl_text {
+            Some(text) => parse_duration(&text).context("access_token_ttl")?,
+            None => Duration::from_secs(15 * 60),
+        };
+        if access_token_ttl < Duration::from_secs(10) || access_token_ttl > Duration::from_secs(24 * 3600) {
+            bail!("access_token_ttl must be between 10s and 24h");
+        }
+        let given = |s: &Option<SecretString>| s.clone().filter(|s| !s.expose_secret().is_empty());
+        Ok(Deployment {
+            database_url: args
+                .database_url
+                .clone()
+                .or_else(|| file.database_url.clone())
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+            secret_key: given(&args.secret_key),
+            secret_key_file: args.secret_key_file.clone().or_else(|| file.secret_key_file.clone()),
+            master_key: secret_key::master_key(given(&args.master_key).as_ref(), args.master_key_file.as_deref())?,
+            access_token_ttl,
+        })
     }
 
-    /// The database URL: flag or env first, then the file, then the default.
-    pub fn database_url(&self, from_cli: Option<String>) -> String {
-        from_cli.or_else(|| self.database_url.clone()).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+    /// The secret key and master key. Only a server's first start may
+    /// generate a secret key (beside an SQLite database).
+    ///
+    /// # Errors
+    /// A refused secret; or none found where none may be generated.
+    pub fn secrets(&self, may_generate: bool) -> anyhow::Result<Secrets> {
+        let secret = secret_key::resolve(
+            &self.database_url,
+            self.secret_key.as_ref(),
+            self.secret_key_file.as_deref(),
+            may_generate,
+        )?;
+        Ok(Secrets::new(secret, self.master_key.clone()))
+    }
+
+    /// The access-token lifetime in seconds.
+    pub fn access_ttl_secs(&self) -> i64 {
+        self.access_token_ttl.as_secs() as i64
     }
 }
 
 /// Everything `serve` needs, validated.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// Database, secrets, access-token lifetime.
+    pub deployment: Deployment,
     /// Listen address.
     pub bind: SocketAddr,
-    /// Database URL.
-    pub database_url: String,
     /// Whether `POST /users` is open.
     pub allow_registration: bool,
     /// Log format.
     pub log_format: LogFormat,
-    /// The secret from `PORTCULLIS_SECRET_KEY`, if set.
-    pub secret_key: Option<SecretString>,
-    /// File holding the secret.
-    pub secret_key_file: Option<PathBuf>,
-    /// Key that seals private signing keys, when not the secret.
-    pub master_key: Option<SecretString>,
     /// `iss` of issued tokens.
     pub issuer: String,
     /// `aud` of issued tokens (empty: none).
     pub audience: Vec<String>,
-    /// Access-token lifetime.
-    pub access_token_ttl: Duration,
     /// Refresh-token lifetime.
     pub refresh_token_ttl: Duration,
     /// Algorithm of the first signing key of a new database.
@@ -133,29 +174,16 @@ impl ServeConfig {
     ///
     /// # Errors
     /// A value that does not parse, named with the setting it belongs to.
-    pub fn resolve(
-        args: ServeArgs,
-        database_url: Option<String>,
-        secret_key_file: Option<PathBuf>,
-        file: FileConfig,
-    ) -> anyhow::Result<Self> {
+    pub fn resolve(args: ServeArgs, deployment: Deployment, file: FileConfig) -> anyhow::Result<Self> {
         let bind = match args.bind.or(file.bind) {
             Some(bind) => bind,
             None => DEFAULT_BIND.parse().expect("the default bind address parses"),
         };
-        let ttl_text = args.access_token_ttl.or(file.access_token_ttl.clone());
-        let access_token_ttl = match ttl_text {
-            Some(text) => parse_duration(&text).context("access_token_ttl")?,
-            None => Duration::from_secs(15 * 60),
-        };
-        if access_token_ttl < Duration::from_secs(10) || access_token_ttl > Duration::from_secs(24 * 3600) {
-            bail!("access_token_ttl must be between 10s and 24h");
-        }
         let refresh_token_ttl = match args.refresh_token_ttl.or(file.refresh_token_ttl.clone()) {
             Some(text) => parse_duration(&text).context("refresh_token_ttl")?,
             None => Duration::from_secs(14 * 86400),
         };
-        if refresh_token_ttl < access_token_ttl {
+        if refresh_token_ttl < deployment.access_token_ttl {
             bail!("refresh_token_ttl must not be shorter than access_token_ttl");
         }
         let algorithm = match (args.algorithm, file.algorithm.as_deref()) {
@@ -197,50 +225,24 @@ impl ServeConfig {
             .trim_end_matches('/')
             .to_owned();
         Ok(ServeConfig {
+            deployment,
             bind,
-            database_url: file.database_url(database_url),
             allow_registration: args.allow_registration.or(file.allow_registration).unwrap_or(false),
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
-            secret_key: std::env::var("PORTCULLIS_SECRET_KEY").ok().filter(|s| !s.is_empty()).map(SecretString::from),
-            secret_key_file: secret_key_file.or(file.secret_key_file.clone()),
-            master_key: master_key_from_env()?,
             issuer,
             audience: audience.into_iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect(),
-            access_token_ttl,
             refresh_token_ttl,
             algorithm,
             pool,
             trusted_proxies,
             throttle: ThrottleSettings::default(),
-            bootstrap_admin_password: std::env::var("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD")
-                .ok()
-                .filter(|s| !s.is_empty())
-                .map(SecretString::from),
+            bootstrap_admin_password: args.bootstrap_admin_password.filter(|s| !s.expose_secret().is_empty()),
             // One thread per core: logins use the machine without starving
             // the async workers of more than their share.
             hash_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             hash_queue: 256,
         })
     }
-}
-
-/// The master key from `PORTCULLIS_MASTER_KEY` or the file named by
-/// `PORTCULLIS_MASTER_KEY_FILE`, held to the same rules as the secret.
-///
-/// # Errors
-/// An unreadable file or a weak key.
-pub fn master_key_from_env() -> anyhow::Result<Option<SecretString>> {
-    let value = match (std::env::var("PORTCULLIS_MASTER_KEY"), std::env::var("PORTCULLIS_MASTER_KEY_FILE")) {
-        (Ok(key), _) if !key.is_empty() => key,
-        (_, Ok(path)) if !path.is_empty() => {
-            std::fs::read_to_string(&path).with_context(|| format!("reading master key file {path}"))?.trim().to_owned()
-        }
-        _ => return Ok(None),
-    };
-    if let Some(why) = crate::auth::secret::weakness(&value) {
-        bail!("master key refused: {}", why.replace("secret key", "master key"));
-    }
-    Ok(Some(SecretString::from(value)))
 }
 
 /// Parses `15m`, `1h 30m`, `14d`, or plain seconds.
@@ -260,6 +262,22 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
 mod tests {
     use super::*;
 
+    fn global() -> GlobalArgs {
+        GlobalArgs {
+            config: None,
+            database_url: None,
+            secret_key_file: None,
+            access_token_ttl: None,
+            secret_key: None,
+            master_key: None,
+            master_key_file: None,
+        }
+    }
+
+    fn resolve(args: ServeArgs, global: GlobalArgs, file: FileConfig) -> anyhow::Result<ServeConfig> {
+        ServeConfig::resolve(args, Deployment::resolve(&global, &file)?, file)
+    }
+
     fn args() -> ServeArgs {
         ServeArgs {
             bind: None,
@@ -268,27 +286,22 @@ mod tests {
             log_format: None,
             issuer: None,
             audience: vec![],
-            access_token_ttl: None,
             refresh_token_ttl: None,
             database_pool_size: None,
             database_timeout: None,
             algorithm: None,
+            bootstrap_admin_password: None,
         }
     }
 
     #[test]
     fn a_flag_wins_over_the_file_and_the_file_over_the_default() {
         let file: FileConfig = toml::from_str("bind = \"127.0.0.1:9000\"\naccess_token_ttl = \"30m\"").unwrap();
-        let config = ServeConfig::resolve(
-            ServeArgs { bind: Some("127.0.0.1:7000".parse().unwrap()), ..args() },
-            None,
-            None,
-            file,
-        )
-        .unwrap();
+        let config =
+            resolve(ServeArgs { bind: Some("127.0.0.1:7000".parse().unwrap()), ..args() }, global(), file).unwrap();
         assert_eq!(config.bind.port(), 7000);
-        assert_eq!(config.access_token_ttl, Duration::from_secs(1800));
-        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.deployment.access_token_ttl, Duration::from_secs(1800));
+        assert_eq!(config.deployment.database_url, DEFAULT_DATABASE_URL);
     }
 
     #[test]
@@ -314,7 +327,7 @@ mod tests {
 
     #[test]
     fn the_issuer_defaults_to_the_bind_address() {
-        let config = ServeConfig::resolve(args(), None, None, FileConfig::default()).unwrap();
+        let config = resolve(args(), global(), FileConfig::default()).unwrap();
         assert_eq!(config.issuer, "http://127.0.0.1:8000");
     }
 }

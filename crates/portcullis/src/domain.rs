@@ -1,6 +1,7 @@
-//! Values parsed at the edge: a [`Username`], a [`NewPassword`] and
-//! [`Scopes`] exist only in their valid form, so the layers below never
-//! re-check them.
+//! Values parsed at the edge: a [`Username`] (and the [`UserKey`] that
+//! identifies it), a [`NewPassword`] and [`Scopes`] exist only in their
+//! valid form, so the layers below never re-check them. A [`StoredHash`]
+//! is the one value every layer passes along without reading.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
@@ -13,14 +14,43 @@ use unicode_normalization::UnicodeNormalization;
 #[error("{0}")]
 pub struct Invalid(pub String);
 
+/// What identifies a user: the name after NFKC normalization and Unicode
+/// case folding, so `Alice`, `alice` and `ａｌｉｃｅ` are one key. The store
+/// looks users up, and sessions name users, by this key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UserKey(String);
+
+impl UserKey {
+    /// The key of any string, valid username or not (a token's `sub`, or a
+    /// typed name at login, where an invalid name must cost the same as an
+    /// unknown one).
+    pub fn of(raw: &str) -> Self {
+        let folded = caseless::default_case_fold_str(&raw.nfkc().collect::<String>());
+        UserKey(folded.nfkc().collect())
+    }
+
+    /// A key as the store keeps it.
+    pub fn from_stored(key: String) -> Self {
+        UserKey(key)
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A username as its owner wrote it, with the key that identifies it.
-///
-/// Two usernames are one user when their keys are equal: NFKC normalization
-/// then Unicode case folding, so `Alice`, `alice` and `ａｌｉｃｅ` collide.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username {
     display: String,
-    key: String,
+    key: UserKey,
 }
 
 /// The longest username, in characters.
@@ -46,21 +76,19 @@ impl Username {
             // A colon would make HTTP Basic credentials ambiguous.
             return Err(Invalid("username must not contain ':'".into()));
         }
-        let key = Username::key_of(&display);
+        let key = UserKey::of(&display);
         Ok(Username { display, key })
     }
 
-    /// The lookup key of any string, valid username or not (used for login,
-    /// where an invalid name must cost the same as an unknown one).
-    pub fn key_of(raw: &str) -> String {
-        let folded = caseless::default_case_fold_str(&raw.nfkc().collect::<String>());
-        folded.nfkc().collect()
+    /// A name as the store keeps it: it was parsed before it was stored.
+    pub fn from_stored(display: String, key: UserKey) -> Self {
+        Username { display, key }
     }
 
     /// The key to look a typed name up by, or `None` when no stored user can
     /// have it (it breaks the username rules): such names never reach the
     /// database (PostgreSQL refuses a NUL byte, for one).
-    pub fn lookup_key(raw: &str) -> Option<String> {
+    pub fn lookup_key(raw: &str) -> Option<UserKey> {
         Username::parse(raw).ok().map(|u| u.key)
     }
 
@@ -70,7 +98,7 @@ impl Username {
     }
 
     /// The normalized, case-folded key.
-    pub fn key(&self) -> &str {
+    pub fn key(&self) -> &UserKey {
         &self.key
     }
 }
@@ -78,6 +106,29 @@ impl Username {
 impl fmt::Display for Username {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.display)
+    }
+}
+
+/// A stored password hash (PHC or bcrypt modular-crypt string). Its `Debug`
+/// hides the value, so a hash never reaches a log line by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredHash(String);
+
+impl fmt::Debug for StoredHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoredHash(..)")
+    }
+}
+
+impl StoredHash {
+    /// Wraps a hash read from storage or an import file.
+    pub fn new(hash: String) -> Self {
+        StoredHash(hash)
+    }
+
+    /// The string to store.
+    pub fn expose(&self) -> &str {
+        &self.0
     }
 }
 
@@ -246,22 +297,22 @@ mod tests {
 
     #[test]
     fn a_fullwidth_username_is_the_same_user() {
-        assert_eq!(Username::parse("ａｌｉｃｅ").unwrap().key(), "alice");
+        assert_eq!(Username::parse("ａｌｉｃｅ").unwrap().key().as_str(), "alice");
     }
 
     #[test]
     fn case_folding_goes_beyond_ascii() {
-        assert_eq!(Username::key_of("STRASSE"), Username::key_of("straße"));
+        assert_eq!(UserKey::of("STRASSE"), UserKey::of("straße"));
     }
 
     #[test]
     fn composed_and_decomposed_spellings_are_the_same_user() {
-        assert_eq!(Username::key_of("jos\u{e9}"), Username::key_of("jose\u{301}"));
+        assert_eq!(UserKey::of("jos\u{e9}"), UserKey::of("jose\u{301}"));
     }
 
     #[test]
     fn a_name_no_user_can_have_has_no_lookup_key() {
-        assert_eq!(Username::lookup_key("ALICE").as_deref(), Some("alice"));
+        assert_eq!(Username::lookup_key("ALICE"), Some(UserKey::of("alice")));
         assert_eq!(Username::lookup_key("a\0b"), None);
         assert_eq!(Username::lookup_key(&"u".repeat(10_000)), None);
     }

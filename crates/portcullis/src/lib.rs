@@ -6,9 +6,9 @@
 pub mod auth;
 // The command line as parsed by clap.
 pub mod cli;
-// Reading the clock, in one place.
+// The clock every layer reads the time from.
 pub mod clock;
-// `portcullis user …` and other non-server commands.
+// What each subcommand does (`serve` included).
 pub mod commands;
 // Settings merged from flags, environment and file.
 pub mod config;
@@ -18,6 +18,8 @@ pub mod domain;
 pub mod error;
 // Routes and layers.
 pub mod http;
+// A user's public profile (API and CLI).
+pub mod profile;
 // Starting the server.
 pub mod server;
 // Shared handler state.

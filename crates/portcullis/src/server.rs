@@ -1,24 +1,21 @@
-//! Starting the server: open the database, load the secret, create the
-//! first admin, then serve until SIGINT or SIGTERM.
+//! Starting the server: resolve the secrets, open the database, create the
+//! first admin, open the keyring, then serve until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::auth::keyring::{self, Keyring};
-use crate::auth::keys::{Sealer, SigningKey};
 use crate::auth::pool::HashPool;
-use crate::auth::secret::{self, Origin};
 use crate::auth::throttle::Throttle;
-use crate::auth::tokens::TokenIssuer;
+use crate::auth::tokens::TokenSettings;
+use crate::clock::Clock;
 use crate::config::ServeConfig;
 use crate::domain::{NewPassword, Scopes, Username};
-use crate::state::{AppState, Settings, server_verifier};
-use crate::store::sqlite::SqliteStore;
+use crate::state::{AppState, Settings};
 use crate::store::{self, NewUser, SharedStore};
 
 /// A server ready to accept connections.
@@ -28,43 +25,44 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens everything `serve` needs and binds the socket.
+    /// Opens everything `serve` needs and binds the socket, on the system
+    /// clock.
     ///
     /// # Errors
     /// A database that cannot be opened, a refused secret, a taken address.
     pub async fn build(config: &ServeConfig) -> anyhow::Result<Self> {
-        let secret = load_secret(
-            &config.database_url,
-            config.secret_key.as_ref().map(|s| s.expose_secret()),
-            config.secret_key_file.as_deref(),
-            true,
-        )?;
-        let store = store::open(&config.database_url, &config.pool)
+        Server::build_with_clock(config, Clock::system()).await
+    }
+
+    /// [`Server::build`] on a given clock (tests move it forward).
+    ///
+    /// # Errors
+    /// As [`Server::build`].
+    pub async fn build_with_clock(config: &ServeConfig, clock: Clock) -> anyhow::Result<Self> {
+        let deployment = &config.deployment;
+        // Before the database is touched: a refused secret changes nothing.
+        let secrets = deployment.secrets(true)?;
+        let store = store::open(&deployment.database_url, &config.pool)
             .await
-            .with_context(|| format!("opening database {}", redact_url(&config.database_url)))?;
+            .with_context(|| format!("opening database {}", redact_url(&deployment.database_url)))?;
         let hasher = HashPool::start(config.hash_threads, config.hash_queue);
         hasher.set_legacy_bcrypt_cost(store.max_bcrypt_cost().await?);
-        bootstrap_admin(&store, &hasher, config.bootstrap_admin_password.as_ref().map(|s| s.expose_secret())).await?;
-        let now = crate::clock::unix_now() as i64;
-        let master_key = config.master_key.as_ref().map(|k| k.expose_secret());
-        let sealer = Sealer::for_deployment(secret.expose_secret(), master_key);
-        keyring::ensure_signing_key(&store, secret.expose_secret(), &sealer, config.algorithm, now).await?;
-        let issuer = TokenIssuer::new(
-            // Replaced by the active key as soon as the keyring opens.
-            Arc::new(SigningKey::from_secret(secret.expose_secret())),
-            config.issuer.clone(),
-            config.audience.clone(),
-            config.access_token_ttl.as_secs(),
-        );
-        let verifier = server_verifier(&store, &issuer);
-        let keyring = Keyring::open(store.clone(), secret, sealer, issuer.clone(), verifier.clone(), now).await?;
+        let admin_password = config.bootstrap_admin_password.as_ref().map(|s| s.expose_secret());
+        bootstrap_admin(&store, &hasher, admin_password, clock.now()).await?;
+        keyring::ensure_signing_key(&store, &secrets, config.algorithm, clock.now()).await?;
+        let tokens = TokenSettings {
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            access_ttl: deployment.access_ttl_secs(),
+        };
+        let keyring = Keyring::open(store.clone(), secrets, tokens, clock.clone()).await?;
         let settings = Settings {
             allow_registration: config.allow_registration,
-            refresh_token_ttl: config.refresh_token_ttl.as_secs(),
+            refresh_token_ttl: config.refresh_token_ttl.as_secs() as i64,
             trusted_proxies: config.trusted_proxies.clone(),
         };
         let throttle = Throttle::new(store.clone(), config.throttle.clone());
-        let state = AppState { store, verifier, issuer, keyring, hasher, throttle, settings: Arc::new(settings) };
+        let state = AppState { store, keyring, hasher, throttle, clock, settings: Arc::new(settings) };
         let listener = TcpListener::bind(config.bind).await.with_context(|| format!("listening on {}", config.bind))?;
         Ok(Server { listener, state })
     }
@@ -84,9 +82,10 @@ impl Server {
     /// # Errors
     /// An I/O error of the listener.
     pub async fn run(self) -> anyhow::Result<()> {
-        tokio::spawn(reload_keys(self.state.keyring.clone()));
-        tokio::spawn(prune(self.state.store.clone(), self.state.issuer.ttl_secs(), self.state.throttle.window_secs()));
-        tokio::spawn(watch_legacy_hashes(self.state.store.clone(), self.state.hasher.clone()));
+        let state = &self.state;
+        tokio::spawn(reload_keys(state.keyring.clone()));
+        tokio::spawn(prune(state.clone()));
+        tokio::spawn(watch_legacy_hashes(state.store.clone(), state.hasher.clone()));
         let app = crate::http::app(self.state);
         axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown_signal())
@@ -101,7 +100,7 @@ async fn reload_keys(keyring: Keyring) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = keyring.refresh(crate::clock::unix_now() as i64).await {
+        if let Err(e) = keyring.refresh().await {
             tracing::warn!(error = format!("{e:#}"), "could not reload signing keys");
         }
     }
@@ -109,13 +108,14 @@ async fn reload_keys(keyring: Keyring) {
 
 /// Keeps the deny list and session tables small: rows go once nothing they
 /// protect can still be presented.
-async fn prune(store: SharedStore, access_ttl: u64, throttle_window: i64) {
+async fn prune(state: AppState) {
+    let access_ttl = state.keyring.settings().access_ttl;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
     loop {
         tick.tick().await;
         // Sessions stay until their last access token has expired too.
-        let now = crate::clock::unix_now() as i64;
-        match store.prune(now - access_ttl as i64, now - throttle_window).await {
+        let now = state.clock.now();
+        match state.store.prune(now - access_ttl, now - state.throttle.window_secs()).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(rows = n, "pruned expired tokens and sessions"),
             Err(e) => tracing::warn!(error = %e, "pruning failed"),
@@ -136,52 +136,14 @@ async fn watch_legacy_hashes(store: SharedStore, hasher: HashPool) {
     }
 }
 
-/// Finds the secret for a database: the environment, a file, or the file
-/// beside an SQLite database (generated there on a server's first start).
-///
-/// # Errors
-/// A refused secret; or none found where none may be generated.
-pub fn load_secret(
-    database_url: &str,
-    from_env: Option<&str>,
-    file: Option<&Path>,
-    may_generate: bool,
-) -> anyhow::Result<SecretString> {
-    let beside = SqliteStore::file_of(database_url).map(|db| secret::path_beside(&db));
-    if from_env.is_none() && file.is_none() {
-        match &beside {
-            None if database_url.starts_with("sqlite:") && may_generate => {}
-            None => anyhow::bail!(
-                "this database has no file to keep a secret beside: set PORTCULLIS_SECRET_KEY or --secret-key-file \
-                 (generate one with `openssl rand -hex 32`)"
-            ),
-            Some(path) if !may_generate && !path.exists() => anyhow::bail!(
-                "no secret key: set PORTCULLIS_SECRET_KEY or --secret-key-file, or start the server once to generate {}",
-                path.display()
-            ),
-            Some(_) => {}
-        }
-    }
-    let (secret, origin) = secret::load(from_env, file, beside.as_deref())?;
-    match origin {
-        Origin::Environment => tracing::info!("signing secret from PORTCULLIS_SECRET_KEY"),
-        Origin::File(path) => tracing::info!(file = %path.display(), "signing secret from file"),
-        Origin::Generated(path) => tracing::warn!(
-            file = %path.display(),
-            "no secret key given: generated one and saved it (mode 0600); keep this file with the database"
-        ),
-        Origin::Ephemeral => {
-            tracing::warn!(
-                "no secret key given: generated one for this in-memory database; tokens die with the process"
-            )
-        }
-    }
-    Ok(secret)
-}
-
 /// On an empty database, creates `admin` with scope `admin`, with the
 /// password from the environment or a random one printed once.
-async fn bootstrap_admin(store: &SharedStore, hasher: &HashPool, password: Option<&str>) -> anyhow::Result<()> {
+async fn bootstrap_admin(
+    store: &SharedStore,
+    hasher: &HashPool,
+    password: Option<&str>,
+    now: crate::clock::UnixTime,
+) -> anyhow::Result<()> {
     if store.count_users().await? > 0 {
         return Ok(());
     }
@@ -198,8 +160,8 @@ async fn bootstrap_admin(store: &SharedStore, hasher: &HashPool, password: Optio
         disabled: false,
         password_hash: hash,
     };
-    match store.insert_user(&admin, crate::clock::unix_now() as i64).await {
-        Ok(()) => {}
+    match store.insert_user(&admin, now).await {
+        Ok(_) => {}
         // Another instance or the CLI created it in the meantime.
         Err(store::StoreError::Conflict) => return Ok(()),
         Err(e) => return Err(e).context("creating the admin user"),

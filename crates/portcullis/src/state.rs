@@ -3,13 +3,12 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use portcullis_verify::{BoxFuture, Claims, KeySet, TokenCheck, TokenError, Verifier};
+use portcullis_verify::Verifier;
 
 use crate::auth::keyring::Keyring;
 use crate::auth::pool::HashPool;
 use crate::auth::throttle::Throttle;
-use crate::auth::tokens::{TokenIssuer, session_of};
-use crate::domain::Username;
+use crate::clock::Clock;
 use crate::store::SharedStore;
 
 /// Settings handlers read.
@@ -18,7 +17,7 @@ pub struct Settings {
     /// `POST /users` is open.
     pub allow_registration: bool,
     /// Refresh-token lifetime in seconds.
-    pub refresh_token_ttl: u64,
+    pub refresh_token_ttl: i64,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
@@ -28,59 +27,27 @@ pub struct Settings {
 pub struct AppState {
     /// Users, sessions, keys.
     pub store: SharedStore,
-    /// Verifies bearer tokens on protected routes.
-    pub verifier: Verifier,
-    /// Signs access tokens.
-    pub issuer: TokenIssuer,
-    /// The signing keys, reloaded on rotation.
+    /// Signs access tokens and holds the verifier that checks them.
     pub keyring: Keyring,
     /// Password hashing threads.
     pub hasher: HashPool,
     /// Failed-login counters.
     pub throttle: Throttle,
+    /// The time: real, or moved by tests.
+    pub clock: Clock,
     /// Behaviour switches.
     pub settings: Arc<Settings>,
 }
 
-/// A verifier for tokens of `issuer`, refusing those whose user, session or
-/// `jti` has since been disabled, ended or denied. Its keys are set by the
-/// keyring.
-pub fn server_verifier(store: &SharedStore, issuer: &TokenIssuer) -> Verifier {
-    let mut builder = Verifier::builder(KeySet::default()).issuer(issuer.issuer());
-    // A token must name one of our audiences when we issue with one.
-    for aud in issuer.audience() {
-        builder = builder.audience(aud.clone());
+impl AppState {
+    /// The verifier of this server's access tokens.
+    pub fn verifier(&self) -> &Verifier {
+        self.keyring.verifier()
     }
-    builder.check(StillStanding { store: store.clone() }).build()
 }
 
 impl FromRef<AppState> for Verifier {
     fn from_ref(state: &AppState) -> Self {
-        state.verifier.clone()
-    }
-}
-
-/// Refuses a token whose user was disabled or deleted, whose session ended
-/// (logout, password change) or whose `jti` was denied (revocation).
-struct StillStanding {
-    store: SharedStore,
-}
-
-impl TokenCheck for StillStanding {
-    fn check<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, Result<(), TokenError>> {
-        Box::pin(async move {
-            let key = Username::key_of(&claims.sub);
-            match self.store.token_standing(&key, session_of(claims), &claims.jti).await {
-                Ok(Some(s)) if s.denied => Err(TokenError::invalid("token has been revoked")),
-                Ok(Some(s)) if s.session_ended => Err(TokenError::invalid("session has ended")),
-                Ok(Some(s)) if s.user_disabled => Err(TokenError::invalid("user is disabled")),
-                Ok(Some(_)) => Ok(()),
-                Ok(None) => Err(TokenError::invalid("user no longer exists")),
-                Err(e) => {
-                    tracing::error!(error = %e, "database failure while checking a token");
-                    Err(TokenError::Unavailable("database unavailable".into()))
-                }
-            }
-        })
+        state.keyring.verifier().clone()
     }
 }

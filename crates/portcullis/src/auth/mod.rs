@@ -1,10 +1,12 @@
-//! Authentication: password hashing and its pool, the signing secret, and
-//! access-token issuing. Verification lives in `portcullis-verify`.
+//! Authentication: password hashing and its pool, the deployment's secrets,
+//! the keyring that signs and verifies tokens, a token's standing, and
+//! login throttling. The library `portcullis-verify` does the JWT checks.
 
 pub mod keyring;
-pub mod keys;
 pub mod password;
 pub mod pool;
-pub mod secret;
+pub mod secret_key;
+pub mod signing;
+pub mod standing;
 pub mod throttle;
 pub mod tokens;

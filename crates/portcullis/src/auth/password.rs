@@ -4,41 +4,18 @@
 //!
 //! These functions are slow on purpose; call them through [`super::pool`].
 
-use std::fmt;
-
 use std::cell::RefCell;
 
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use subtle::ConstantTimeEq;
 
-/// A stored password hash (PHC or bcrypt modular-crypt string). Its `Debug`
-/// hides the value, so a hash never reaches a log line by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct StoredHash(String);
+pub use crate::domain::StoredHash;
 
-impl fmt::Debug for StoredHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("StoredHash(..)")
-    }
-}
-
-impl StoredHash {
-    /// Wraps a hash read from storage or an import file.
-    pub fn new(hash: String) -> Self {
-        StoredHash(hash)
-    }
-
-    /// The string to store.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether this is a hash portcullis can verify.
-    pub fn is_supported(&self) -> bool {
-        is_well_formed_bcrypt(&self.0)
-            || PasswordHash::new(&self.0).is_ok_and(|h| h.algorithm.as_str().starts_with("argon2"))
-    }
+/// Whether this is a hash portcullis can verify (an import refuses others).
+pub fn is_supported(stored: &StoredHash) -> bool {
+    let hash = stored.expose();
+    is_well_formed_bcrypt(hash) || PasswordHash::new(hash).is_ok_and(|h| h.algorithm.as_str().starts_with("argon2"))
 }
 
 /// The kind of a stored hash.
@@ -135,7 +112,7 @@ pub fn hash(password: &str) -> StoredHash {
         salt: Some(Salt::new(&salt).expect("a 16-byte salt")),
         hash: Some(Output::new(&out).expect("a 32-byte output")),
     };
-    StoredHash(phc.to_string())
+    StoredHash::new(phc.to_string())
 }
 
 /// Checks a password against a stored hash, in constant time for a given hash.
@@ -214,7 +191,7 @@ mod tests {
         let b = bcrypt::hash("legacy-pass", 4).unwrap();
         for prefix in ["$2a$", "$2y$"] {
             let h = StoredHash::new(format!("{prefix}{}", &b[4..]));
-            assert!(h.is_supported());
+            assert!(is_supported(&h));
             assert_eq!(verify("legacy-pass", &h), Verdict::Right { rehash: true });
         }
     }
@@ -252,7 +229,7 @@ mod tests {
     fn a_bcrypt_hash_of_absurd_cost_is_refused_not_run() {
         let b = bcrypt::hash("x-password", 4).unwrap();
         let absurd = StoredHash::new(format!("$2b$31{}", &b[6..]));
-        assert!(!absurd.is_supported());
+        assert!(!is_supported(&absurd));
         assert_eq!(verify("x-password", &absurd), Verdict::Wrong);
     }
 
@@ -261,7 +238,7 @@ mod tests {
         for junk in ["", "plain", "$2b$12$short", "$argon2id$v=19$m=1$x$y", "$1$md5$crypt"] {
             let h = StoredHash::new(junk.into());
             assert_eq!(verify("anything", &h), Verdict::Wrong, "{junk}");
-            assert!(!h.is_supported() || junk.starts_with("$argon2"), "{junk}");
+            assert!(!is_supported(&h) || junk.starts_with("$argon2"), "{junk}");
         }
     }
 

@@ -12,6 +12,8 @@ use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
 
+use crate::clock::UnixTime;
+use crate::domain::UserKey;
 use crate::store::{SharedStore, StoreResult};
 
 /// Limits, per window.
@@ -42,8 +44,8 @@ pub struct Throttle {
 
 /// The bucket of an account: a hash of the typed name's key, so any input,
 /// however long or odd, makes a short, plain bucket name.
-fn account_bucket(user_key: &str) -> String {
-    format!("user:{}", hex::encode(&Sha256::digest(user_key.as_bytes())[..16]))
+fn account_bucket(user_key: &UserKey) -> String {
+    format!("user:{}", hex::encode(&Sha256::digest(user_key.as_str().as_bytes())[..16]))
 }
 
 fn address_bucket(addr: IpAddr) -> String {
@@ -67,7 +69,7 @@ impl Throttle {
     ///
     /// # Errors
     /// A database error.
-    pub async fn attempt(&self, user_key: &str, addr: Option<IpAddr>, now: i64) -> StoreResult<Option<u64>> {
+    pub async fn attempt(&self, user_key: &UserKey, addr: Option<IpAddr>, now: UnixTime) -> StoreResult<Option<u64>> {
         let window = self.settings.window_secs;
         let mut counts =
             vec![(self.store.count_attempt(&account_bucket(user_key), now, window).await?, self.settings.per_account)];
@@ -88,7 +90,7 @@ impl Throttle {
     ///
     /// # Errors
     /// A database error.
-    pub async fn succeeded(&self, user_key: &str, addr: Option<IpAddr>) -> StoreResult<()> {
+    pub async fn succeeded(&self, user_key: &UserKey, addr: Option<IpAddr>) -> StoreResult<()> {
         self.store.clear_attempts(&account_bucket(user_key)).await?;
         if let Some(addr) = addr {
             self.store.forgive_attempt(&address_bucket(addr)).await?;
@@ -103,8 +105,8 @@ mod tests {
 
     #[test]
     fn any_name_makes_a_short_plain_bucket() {
-        let bucket = account_bucket(&format!("a\0{}", "x".repeat(100_000)));
+        let bucket = account_bucket(&UserKey::of(&format!("a\0{}", "x".repeat(100_000))));
         assert!(bucket.len() < 40 && bucket.is_ascii() && !bucket.contains('\0'));
-        assert_ne!(account_bucket("alice"), account_bucket("bob"));
+        assert_ne!(account_bucket(&UserKey::of("alice")), account_bucket(&UserKey::of("bob")));
     }
 }

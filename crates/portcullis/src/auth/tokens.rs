@@ -1,17 +1,12 @@
-//! Issuing access tokens: RFC 9068 JWTs (`typ: at+jwt`) whose `sub` is the
-//! username, so resource servers written from the FastAPI tutorial accept
-//! them; and the opaque refresh tokens beside them.
-
-use std::sync::{Arc, RwLock};
+//! Tokens besides their signing: the settings access tokens carry (RFC
+//! 9068 JWTs whose `sub` is the username, signed by [`super::keyring`]), and
+//! the opaque refresh tokens beside them.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use portcullis_verify::{Audience, Claims};
+use portcullis_verify::Claims;
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
-
-use super::keys::SigningKey;
-use crate::domain::Scopes;
 
 /// A freshly issued access token (no `Debug`: it is a credential).
 #[derive(Clone)]
@@ -21,80 +16,18 @@ pub struct AccessToken {
     /// Its unique id.
     pub jti: String,
     /// Seconds until it expires.
-    pub expires_in: u64,
+    pub expires_in: i64,
 }
 
-/// Issues access tokens for one issuer, with whichever key currently signs.
-#[derive(Clone)]
-pub struct TokenIssuer {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    key: RwLock<Arc<SigningKey>>,
-    issuer: String,
-    audience: Vec<String>,
-    ttl_secs: u64,
-}
-
-impl TokenIssuer {
-    /// An issuer signing with `key`; `audience` may be empty (then no `aud`).
-    pub fn new(key: Arc<SigningKey>, issuer: String, audience: Vec<String>, ttl_secs: u64) -> Self {
-        TokenIssuer { inner: Arc::new(Inner { key: RwLock::new(key), issuer, audience, ttl_secs }) }
-    }
-
+/// What every access token of this server carries: plain settings.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
     /// The `iss` value.
-    pub fn issuer(&self) -> &str {
-        &self.inner.issuer
-    }
-
-    /// The `aud` values put in tokens (empty: none).
-    pub fn audience(&self) -> &[String] {
-        &self.inner.audience
-    }
-
+    pub issuer: String,
+    /// The `aud` values (empty: tokens carry no `aud`).
+    pub audience: Vec<String>,
     /// Access-token lifetime in seconds.
-    pub fn ttl_secs(&self) -> u64 {
-        self.inner.ttl_secs
-    }
-
-    /// The key new tokens are signed with.
-    pub fn key(&self) -> Arc<SigningKey> {
-        self.inner.key.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Switches to a new signing key (after a rotation).
-    pub fn set_key(&self, key: Arc<SigningKey>) {
-        *self.inner.key.write().unwrap_or_else(|e| e.into_inner()) = key;
-    }
-
-    /// Issues a token for `username` with `scope` at `now` (Unix seconds),
-    /// tied to session `sid` when there is one.
-    pub fn issue(&self, username: &str, scope: &Scopes, sid: Option<&str>, now: u64) -> AccessToken {
-        let inner = &self.inner;
-        let jti = uuid::Uuid::new_v4().simple().to_string();
-        let aud = match inner.audience.as_slice() {
-            [] => None,
-            [one] => Some(Audience::One(one.clone())),
-            many => Some(Audience::Many(many.to_vec())),
-        };
-        let mut extra = serde_json::Map::new();
-        if let Some(sid) = sid {
-            extra.insert("sid".into(), sid.into());
-        }
-        let claims = Claims {
-            iss: inner.issuer.clone(),
-            sub: username.to_owned(),
-            aud,
-            exp: now + inner.ttl_secs,
-            iat: now,
-            nbf: now,
-            jti: jti.clone(),
-            scope: scope.to_string(),
-            extra,
-        };
-        AccessToken { jwt: self.key().sign(&claims), jti, expires_in: inner.ttl_secs }
-    }
+    pub access_ttl: i64,
 }
 
 /// A new opaque refresh token: 256 random bits, base64url.
@@ -125,21 +58,5 @@ mod tests {
         assert_eq!(B64.decode(&a).unwrap().len(), 32);
         assert_ne!(a, b);
         assert_ne!(refresh_token_hash(&a), a);
-    }
-
-    #[test]
-    fn an_access_token_names_its_session() {
-        let issuer = TokenIssuer::new(
-            Arc::new(SigningKey::from_secret("0123456789abcdef0123456789abcdef")),
-            "http://i".into(),
-            vec![],
-            60,
-        );
-        let token = issuer.issue("alice", &Scopes::default(), Some("s1"), 100);
-        let verifier =
-            portcullis_verify::Verifier::builder(portcullis_verify::KeySet::new([issuer.key().verify_key()])).build();
-        let claims = verifier.verify(&token.jwt, 120).unwrap();
-        assert_eq!(session_of(&claims), Some("s1"));
-        assert_eq!(claims.jti, token.jti);
     }
 }

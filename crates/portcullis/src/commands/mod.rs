@@ -1,24 +1,30 @@
 //! What each subcommand does. `main` parses the command line and hands it
-//! here; tests call the same functions.
+//! here; tests call the same functions. Settings are resolved once, here,
+//! and handed down.
 
 pub mod keys;
+pub mod token;
 pub mod user;
 
 use anyhow::Context;
 
 use crate::cli::{Cli, Command, LogFormat};
-use crate::config::{FileConfig, ServeConfig};
+use crate::clock::Clock;
+use crate::config::{Deployment, FileConfig, ServeConfig};
 use crate::server::Server;
+use crate::store::SharedStore;
 
 /// Runs a parsed command line.
 ///
 /// # Errors
 /// Whatever the command failed on, with context for the user.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let file = FileConfig::load(cli.config.as_deref())?;
+    let file = FileConfig::read(cli.global.config.as_deref())?;
+    let deployment = Deployment::resolve(&cli.global, &file)?;
+    let clock = Clock::system();
     match cli.command {
         Command::Serve(args) => {
-            let config = ServeConfig::resolve(args, cli.database_url, cli.secret_key_file, file)?;
+            let config = ServeConfig::resolve(args, deployment, file)?;
             init_tracing(config.log_format, "info,sqlx=warn");
             let server = Server::build(&config).await?;
             let addr = server.local_addr()?;
@@ -29,29 +35,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(command) => {
             init_tracing(LogFormat::Text, "warn");
-            let store = crate::store::open(&file.database_url(cli.database_url), &Default::default())
-                .await
-                .context("opening database")?;
-            user::run(command, &store).await
+            user::run(command, &open_store(&deployment).await?, clock.now()).await
         }
         Command::Keys(command) => {
             init_tracing(LogFormat::Text, "warn");
-            let context = keys::Context::open(&file, cli.database_url, cli.secret_key_file).await?;
-            keys::run_keys(command, &context).await
+            let store = open_store(&deployment).await?;
+            keys::run(command, &store, &deployment, clock.now()).await
         }
         Command::Token(command) => {
             init_tracing(LogFormat::Text, "warn");
-            let context = keys::Context::open(&file, cli.database_url, cli.secret_key_file).await?;
-            keys::run_token(command, &context).await
+            let store = open_store(&deployment).await?;
+            token::run(command, &store, &deployment, clock.now()).await
         }
         Command::Migrate => {
             init_tracing(LogFormat::Text, "warn");
-            let url = file.database_url(cli.database_url);
-            crate::store::open(&url, &Default::default()).await.context("opening database")?;
+            open_store(&deployment).await?;
             println!("database is up to date");
             Ok(())
         }
     }
+}
+
+/// Opens (and migrates) the deployment's database with default pool settings.
+async fn open_store(deployment: &Deployment) -> anyhow::Result<SharedStore> {
+    crate::store::open(&deployment.database_url, &Default::default()).await.context("opening database")
 }
 
 fn init_tracing(format: LogFormat, default_filter: &str) {

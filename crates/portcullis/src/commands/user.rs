@@ -8,18 +8,18 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::auth::password::{self, StoredHash};
+use crate::auth::password;
 use crate::cli::UserCommand;
-use crate::domain::{NewPassword, Scopes, Username};
-use crate::http::users::Profile;
-use crate::store::{NewUser, SharedStore, StoreError, UserPatch};
+use crate::clock::UnixTime;
+use crate::domain::{NewPassword, Scopes, StoredHash, UserKey, Username};
+use crate::profile::Profile;
+use crate::store::{NewUser, SharedStore, StoreError, User, UserPatch};
 
 /// Runs one `user` subcommand.
 ///
 /// # Errors
 /// A refused value, a missing user, or a database error.
-pub async fn run(command: UserCommand, store: &SharedStore) -> anyhow::Result<()> {
-    let now = crate::clock::unix_now() as i64;
+pub async fn run(command: UserCommand, store: &SharedStore, now: UnixTime) -> anyhow::Result<()> {
     match command {
         UserCommand::Add { name, email, full_name, scopes, admin, password_stdin } => {
             let username = Username::parse(&name)?;
@@ -37,7 +37,7 @@ pub async fn run(command: UserCommand, store: &SharedStore) -> anyhow::Result<()
                 password_hash: hash_off_runtime(password).await?,
             };
             match store.insert_user(&user, now).await {
-                Ok(()) => println!("created user {:?}", user.username.as_str()),
+                Ok(created) => println!("created user {:?}", created.username.as_str()),
                 Err(StoreError::Conflict) => {
                     bail!("user {name:?} already exists (usernames ignore case and width)")
                 }
@@ -96,21 +96,24 @@ fn clean(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-async fn existing_key(store: &SharedStore, name: &str) -> anyhow::Result<String> {
-    let key = Username::key_of(name);
-    match store.user_by_key(&key).await? {
-        Some(_) => Ok(key),
+async fn existing_key(store: &SharedStore, name: &str) -> anyhow::Result<UserKey> {
+    let found = match Username::lookup_key(name) {
+        Some(key) => store.user_by_key(&key).await?,
+        None => None,
+    };
+    match found {
+        Some(user) => Ok(user.username.key().clone()),
         None => bail!("no user named {name:?}"),
     }
 }
 
-async fn all_users(store: &SharedStore) -> anyhow::Result<Vec<crate::store::User>> {
+async fn all_users(store: &SharedStore) -> anyhow::Result<Vec<User>> {
     let mut all = Vec::new();
-    let mut after: Option<String> = None;
+    let mut after: Option<UserKey> = None;
     loop {
-        let page = store.list_users(after.as_deref(), 500).await?;
+        let page = store.list_users(after.as_ref(), 500).await?;
         let done = page.len() < 500;
-        after = page.last().map(|u| Username::key_of(&u.username));
+        after = page.last().map(|u| u.username.key().clone());
         all.extend(page);
         if done {
             return Ok(all);
@@ -160,7 +163,7 @@ struct ImportedUser {
 /// Imports `{ "alice": { "username": …, "hashed_password": "$2b$12$…", … } }`.
 /// Every entry is checked before anything is written; users that already
 /// exist are left as they are and reported.
-async fn import(store: &SharedStore, file: &Path, now: i64) -> anyhow::Result<()> {
+async fn import(store: &SharedStore, file: &Path, now: UnixTime) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let entries: BTreeMap<String, ImportedUser> =
         serde_json::from_str(&text).with_context(|| format!("{}: expected the fake_users_db shape", file.display()))?;
@@ -168,7 +171,7 @@ async fn import(store: &SharedStore, file: &Path, now: i64) -> anyhow::Result<()
     for (key, entry) in entries {
         let username = Username::parse(&entry.username).with_context(|| format!("entry {key:?}"))?;
         let hash = StoredHash::new(entry.hashed_password);
-        if !hash.is_supported() {
+        if !password::is_supported(&hash) {
             // The hash itself is never printed.
             bail!(
                 "entry {key:?}: hashed_password is not a bcrypt ($2a$/$2b$/$2y$, cost 4 to {}) or argon2 hash",
@@ -187,7 +190,7 @@ async fn import(store: &SharedStore, file: &Path, now: i64) -> anyhow::Result<()
     let (mut created, mut skipped) = (0, Vec::new());
     for user in &users {
         match store.insert_user(user, now).await {
-            Ok(()) => created += 1,
+            Ok(_) => created += 1,
             Err(StoreError::Conflict) => skipped.push(user.username.as_str().to_owned()),
             Err(e) => return Err(e).context("importing users"),
         }

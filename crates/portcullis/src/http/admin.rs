@@ -5,17 +5,17 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use portcullis_verify::RequireScopes;
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{ApiJson, ApiPath};
-use super::users::{Profile, Registration, insert, nullable};
-use crate::domain::{NewPassword, Scopes, Username, parse_email, parse_full_name};
+use super::input::{ApiJson, ApiPath};
+use super::shared::{Registration, nullable};
+use crate::domain::{NewPassword, Scopes, UserKey, Username, parse_email, parse_full_name};
 use crate::error::{ApiError, ApiResult};
+use crate::profile::Profile;
 use crate::state::AppState;
 use crate::store::UserPatch;
 
@@ -24,7 +24,7 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_users, create_user))
         .routes(routes!(get_user, update_user, delete_user))
-        .route_layer(RequireScopes::new(state.verifier.clone(), ["admin"]))
+        .route_layer(state.verifier().require_scopes(["admin"]))
 }
 
 const DEFAULT_LIMIT: u32 = 50;
@@ -53,7 +53,7 @@ fn not_found(name: &str) -> ApiError {
 }
 
 /// The key of a username in a path; a name no user can have is simply not found.
-fn key_in_path(name: &str) -> ApiResult<String> {
+fn key_in_path(name: &str) -> ApiResult<UserKey> {
     Username::lookup_key(name).ok_or_else(|| not_found(name))
 }
 
@@ -84,15 +84,16 @@ pub async fn list_users(
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
                 .filter(|key| !key.contains('\0'))
+                .map(UserKey::from_stored)
                 .ok_or_else(|| ApiError::BadRequest("cursor is not one this server gave out".into()))?,
         ),
         None => None,
     };
     // One extra row tells whether there is a next page.
-    let mut users = state.store.list_users(after.as_deref(), limit + 1).await?;
+    let mut users = state.store.list_users(after.as_ref(), limit + 1).await?;
     let next_cursor = if users.len() > limit as usize {
         users.truncate(limit as usize);
-        users.last().map(|u| B64.encode(Username::key_of(&u.username)))
+        users.last().map(|u| B64.encode(u.username.key().as_str()))
     } else {
         None
     };
@@ -146,9 +147,8 @@ pub async fn create_user(
         email: request.email,
         full_name: request.full_name,
     };
-    let user = registration.into_new_user(&state, scopes, request.disabled).await?;
-    let stored = insert(&state, &user).await?;
-    Ok((StatusCode::CREATED, Json(Profile::from(&stored))))
+    let profile = registration.create(&state, scopes, request.disabled).await?;
+    Ok((StatusCode::CREATED, Json(profile)))
 }
 
 /// One user.
@@ -169,8 +169,9 @@ pub async fn get_user(State(state): State<AppState>, ApiPath(username): ApiPath<
     Ok(Json(Profile::from(&user)))
 }
 
-/// Changes to a user; absent fields stay as they are.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Changes to a user; absent fields stay as they are. No `Debug`: it may
+/// carry a password.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminPatch {
     /// New email, or null.
@@ -225,7 +226,7 @@ pub async fn update_user(
         disabled: change.disabled,
         password_hash,
     };
-    let now = crate::clock::unix_now() as i64;
+    let now = state.clock.now();
     let key = key_in_path(&username)?;
     let before = state.store.user_by_key(&key).await?.ok_or_else(|| not_found(&username))?;
     let updated = state.store.update_user(&key, &patch, now).await?.ok_or_else(|| not_found(&username))?;

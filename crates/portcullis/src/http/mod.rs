@@ -5,9 +5,10 @@
 pub mod admin;
 pub mod client;
 pub mod docs;
-pub mod extract;
 pub mod health;
+pub mod input;
 pub mod sessions;
+pub mod shared;
 pub mod token;
 pub mod users;
 pub mod wellknown;
@@ -46,7 +47,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(input::BODY_LIMIT))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

@@ -5,22 +5,22 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use portcullis_verify::{Authenticated, Claims, RequireScopes, TokenError};
+use portcullis_verify::{Authenticated, Claims, TokenError};
 use serde_json::{Value, json};
 use tracing::instrument;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::OAuthForm;
-use super::token::no_store;
+use super::input::OAuthForm;
+use super::shared::no_store;
 use crate::auth::tokens::{refresh_token_hash, session_of};
 use crate::error::ApiResult;
 use crate::state::AppState;
 
 /// The session routes; introspection needs scope `admin`.
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
-    let admin = RequireScopes::new(state.verifier.clone(), ["admin"]);
+    let admin = state.verifier().require_scopes(["admin"]);
     OpenApiRouter::new()
         .routes(routes!(logout))
         .routes(routes!(revoke))
@@ -50,18 +50,17 @@ struct TokenParam {
 #[instrument(skip_all)]
 pub async fn logout(State(state): State<AppState>, user: Authenticated) -> ApiResult<StatusCode> {
     let claims = user.claims();
-    let now = crate::clock::unix_now() as i64;
     if let Some(sid) = session_of(claims) {
-        state.store.end_session(sid, now).await?;
+        state.store.end_session(sid, state.clock.now()).await?;
     }
-    state.store.deny_token(&claims.jti, claims.exp as i64).await?;
+    state.store.deny_token(&claims.jti, claims.exp).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Verifies a JWT's signature and lifetime against our keys (not its
 /// standing: a revoked token may be revoked again).
 fn our_access_token(state: &AppState, token: &str) -> Option<Claims> {
-    state.verifier.verify(token, crate::clock::unix_now()).ok()
+    state.verifier().verify(token, state.clock.now()).ok()
 }
 
 /// RFC 7009: revokes a refresh token (ends its session) or an access token
@@ -78,9 +77,9 @@ fn our_access_token(state: &AppState, token: &str) -> Option<Claims> {
 #[instrument(skip_all)]
 pub async fn revoke(State(state): State<AppState>, form: OAuthForm) -> ApiResult<Response> {
     let token = form.require("token")?;
-    let now = crate::clock::unix_now() as i64;
+    let now = state.clock.now();
     if let Some(claims) = our_access_token(&state, token) {
-        state.store.deny_token(&claims.jti, claims.exp as i64).await?;
+        state.store.deny_token(&claims.jti, claims.exp).await?;
     } else if let Some(info) = state.store.refresh_token_info(&refresh_token_hash(token), now).await? {
         state.store.end_session(&info.session.id, now).await?;
     }
@@ -101,9 +100,9 @@ pub async fn revoke(State(state): State<AppState>, form: OAuthForm) -> ApiResult
 #[instrument(skip_all)]
 pub async fn introspect(State(state): State<AppState>, form: OAuthForm) -> ApiResult<Response> {
     let token = form.require("token")?;
-    let now = crate::clock::unix_now();
+    let now = state.clock.now();
     // The full check, deny list and session included.
-    let checked = state.verifier.authenticate(token, now).await;
+    let checked = state.verifier().authenticate(token, now).await;
     if let Err(e @ TokenError::Unavailable(_)) = checked {
         return Err(e.into());
     }
@@ -125,19 +124,19 @@ pub async fn introspect(State(state): State<AppState>, form: OAuthForm) -> ApiRe
         }
         return Ok(no_store(Json(body)));
     }
-    if let Some(info) = state.store.refresh_token_info(&refresh_token_hash(token), now as i64).await? {
+    if let Some(info) = state.store.refresh_token_info(&refresh_token_hash(token), now).await? {
         if info.active {
             let user = state.store.user_by_key(&info.session.user_key).await?;
             if let Some(user) = user {
                 return Ok(no_store(Json(json!({
                     "active": true,
                     "token_type": "refresh_token",
-                    "sub": user.username,
-                    "username": user.username,
+                    "sub": user.username.as_str(),
+                    "username": user.username.as_str(),
                     "scope": info.session.scope,
                     "exp": info.expires_at,
                     "iat": info.created_at,
-                    "iss": state.issuer.issuer(),
+                    "iss": state.keyring.settings().issuer,
                 }))));
             }
         }

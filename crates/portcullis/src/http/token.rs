@@ -7,8 +7,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::Serialize;
 use tracing::instrument;
 use utoipa::ToSchema;
@@ -18,10 +18,12 @@ use utoipa_axum::routes;
 use std::net::IpAddr;
 
 use super::client::ClientAddr;
-use super::extract::OAuthForm;
+use super::input::OAuthForm;
+use super::shared::no_store;
 use crate::auth::password::Verdict;
 use crate::auth::tokens::{new_refresh_token, refresh_token_hash};
-use crate::domain::{Scopes, Username};
+use crate::clock::UnixTime;
+use crate::domain::{Scopes, UserKey, Username};
 use crate::error::{ApiError, ApiResult, OAuthCode};
 use crate::state::AppState;
 use crate::store::{Rotation, Session, User};
@@ -59,7 +61,7 @@ pub struct TokenResponse {
     /// Always `bearer`.
     token_type: &'static str,
     /// Seconds until the access token expires.
-    expires_in: u64,
+    expires_in: i64,
     /// Opaque; trade it at this endpoint for new tokens (each works once).
     refresh_token: String,
     /// The scopes granted, space-separated.
@@ -171,10 +173,10 @@ async fn password_grant(
     let requested = parse_scope(scope)?;
     // `None`: a name no user can have, which never reaches the database.
     let lookup = Username::lookup_key(username);
-    let key = lookup.clone().unwrap_or_else(|| Username::key_of(username));
+    let key = lookup.clone().unwrap_or_else(|| UserKey::of(username));
     // Counted before any hashing: a throttled guesser costs us one query.
     // Unknown names count too, so both answer the same way.
-    if let Some(wait) = state.throttle.attempt(&key, addr, crate::clock::unix_now() as i64).await? {
+    if let Some(wait) = state.throttle.attempt(&key, addr, state.clock.now()).await? {
         return Err(ApiError::Throttled(wait));
     }
     let user = match lookup {
@@ -190,18 +192,18 @@ async fn password_grant(
     if user.disabled {
         return Err(ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidGrant, "Inactive user"));
     }
-    let now = crate::clock::unix_now();
+    let now = state.clock.now();
     let granted = user.scopes.grant(&requested);
     let session = Session {
         id: uuid::Uuid::new_v4().simple().to_string(),
-        user_key: Username::key_of(&user.username),
+        user_key: user.username.key().clone(),
         scope: granted.to_string(),
     };
     let refresh = new_refresh_token();
-    let expires_at = (now + state.settings.refresh_token_ttl) as i64;
+    let expires_at = now + state.settings.refresh_token_ttl;
     let started = state
         .store
-        .create_session(&session, &user.password_hash, &refresh_token_hash(&refresh), expires_at, now as i64)
+        .create_session(&session, &user.password_hash, &refresh_token_hash(&refresh), expires_at, now)
         .await?;
     if !started {
         // The password changed or the user was disabled while we hashed.
@@ -211,26 +213,26 @@ async fn password_grant(
     if rehash {
         upgrade_hash_later(state, &user, password);
     }
-    Ok(respond(state, &user.username, &granted, &session.id, refresh, now))
+    Ok(respond(state, user.username.as_str(), &granted, &session.id, refresh, now))
 }
 
 /// Trades a refresh token for new tokens (RFC 6749 §6). The old one is
 /// retired; presenting it again revokes the whole session (reuse detection).
 async fn refresh_grant(state: &AppState, refresh_token: &str, scope: Option<&str>) -> ApiResult<Response> {
     let requested = parse_scope(scope)?;
-    let now = crate::clock::unix_now();
+    let now = state.clock.now();
     // Refuse a wider scope before the token is used up: a client that gets
     // this error may retry with the same token.
     let hash = refresh_token_hash(refresh_token);
-    if let Some(info) = state.store.refresh_token_info(&hash, now as i64).await? {
+    if let Some(info) = state.store.refresh_token_info(&hash, now).await? {
         let session_scope = Scopes::parse(&info.session.scope).unwrap_or_default();
         if requested.iter().any(|s| !session_scope.contains(s)) {
             return Err(wider_scope());
         }
     }
     let fresh = new_refresh_token();
-    let expires_at = (now + state.settings.refresh_token_ttl) as i64;
-    let rotation = state.store.rotate_refresh_token(&hash, &refresh_token_hash(&fresh), expires_at, now as i64).await?;
+    let expires_at = now + state.settings.refresh_token_ttl;
+    let rotation = state.store.rotate_refresh_token(&hash, &refresh_token_hash(&fresh), expires_at, now).await?;
     let session = match rotation {
         Rotation::Rotated(session) => session,
         Rotation::Reused => {
@@ -246,11 +248,11 @@ async fn refresh_grant(state: &AppState, refresh_token: &str, scope: Option<&str
     if requested.iter().any(|s| !granted.contains(s)) {
         return Err(wider_scope());
     }
-    Ok(respond(state, &user.username, &granted, &session.id, fresh, now))
+    Ok(respond(state, user.username.as_str(), &granted, &session.id, fresh, now))
 }
 
-fn respond(state: &AppState, username: &str, granted: &Scopes, sid: &str, refresh: String, now: u64) -> Response {
-    let access = state.issuer.issue(username, granted, Some(sid), now);
+fn respond(state: &AppState, username: &str, granted: &Scopes, sid: &str, refresh: String, now: UnixTime) -> Response {
+    let access = state.keyring.issue(username, granted, Some(sid), now);
     let body = TokenResponse {
         access_token: access.jwt,
         token_type: "bearer",
@@ -265,23 +267,14 @@ fn respond(state: &AppState, username: &str, granted: &Scopes, sid: &str, refres
 /// off the request path so the login is not slowed by a second hash.
 fn upgrade_hash_later(state: &AppState, user: &User, password: &str) {
     let (store, hasher) = (state.store.clone(), state.hasher.clone());
-    let (key, old, password) = (Username::key_of(&user.username), user.password_hash.clone(), password.to_owned());
+    let (key, old, password) = (user.username.key().clone(), user.password_hash.clone(), password.to_owned());
+    let clock = state.clock.clone();
     tokio::spawn(async move {
         let Ok(new) = hasher.hash(password).await else { return };
-        let now = crate::clock::unix_now() as i64;
-        match store.upgrade_password_hash(&key, &old, &new, now).await {
+        match store.upgrade_password_hash(&key, &old, &new, clock.now()).await {
             Ok(true) => tracing::info!("password hash upgraded to argon2id"),
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "could not upgrade a password hash"),
         }
     });
-}
-
-/// Token responses must not be cached (RFC 6749 §5.1).
-pub fn no_store(body: impl IntoResponse) -> Response {
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
 }

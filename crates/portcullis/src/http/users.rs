@@ -6,19 +6,21 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use portcullis_verify::{Authenticated, TokenError};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Deserialize;
 use tracing::instrument;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::client::ClientAddr;
-use super::extract::ApiJson;
+use super::input::ApiJson;
+use super::shared::{Registration, nullable};
 use crate::auth::password::Verdict;
-use crate::domain::{NewPassword, Scopes, Username, parse_email, parse_full_name};
+use crate::domain::{NewPassword, Scopes, UserKey, parse_email, parse_full_name};
 use crate::error::{ApiError, ApiResult};
+use crate::profile::Profile;
 use crate::state::AppState;
-use crate::store::{NewUser, StoreError, User, UserPatch};
+use crate::store::{User, UserPatch};
 
 /// The account routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -29,40 +31,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(register))
 }
 
-/// A user as the API shows it: never the password hash.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Profile {
-    /// The username, as registered.
-    pub username: String,
-    /// Email address.
-    pub email: Option<String>,
-    /// Full name.
-    pub full_name: Option<String>,
-    /// Whether the user is disabled.
-    pub disabled: bool,
-    /// Scopes the user may be granted.
-    pub scopes: Vec<String>,
-}
-
-impl From<&User> for Profile {
-    fn from(user: &User) -> Self {
-        Profile {
-            username: user.username.clone(),
-            email: user.email.clone(),
-            full_name: user.full_name.clone(),
-            disabled: user.disabled,
-            scopes: user.scopes.to_vec(),
-        }
-    }
-}
-
-/// `Some(None)` for an explicit `null`, `None` for an absent field.
-pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 async fn caller(state: &AppState, user: &Authenticated) -> ApiResult<User> {
-    let found = state.store.user_by_key(&Username::key_of(user.subject())).await?;
+    let found = state.store.user_by_key(&UserKey::of(user.subject())).await?;
     // The token check passed a moment ago; the user may have been deleted since.
     found.ok_or_else(|| ApiError::Token(TokenError::invalid("user no longer exists")))
 }
@@ -128,8 +98,7 @@ pub async fn update_me(
         full_name: change.full_name.map(parse_full_name).transpose()?,
         ..UserPatch::default()
     };
-    let now = crate::clock::unix_now() as i64;
-    let updated = state.store.update_user(&Username::key_of(user.subject()), &patch, now).await?;
+    let updated = state.store.update_user(&UserKey::of(user.subject()), &patch, state.clock.now()).await?;
     let updated = updated.ok_or_else(|| ApiError::Token(TokenError::invalid("user no longer exists")))?;
     Ok(Json(Profile::from(&updated)))
 }
@@ -166,69 +135,22 @@ pub async fn change_password(
     ApiJson(change): ApiJson<PasswordChange>,
 ) -> ApiResult<StatusCode> {
     let account = caller(&state, &user).await?;
-    let key = Username::key_of(&account.username);
-    let now = crate::clock::unix_now() as i64;
+    let key = account.username.key();
+    let now = state.clock.now();
     // A stolen access token must not become a way to guess the password.
-    if let Some(wait) = state.throttle.attempt(&key, addr, now).await? {
+    if let Some(wait) = state.throttle.attempt(key, addr, now).await? {
         return Err(ApiError::Throttled(wait));
     }
     let verdict = state.hasher.verify(change.current_password, Some(account.password_hash.clone())).await?;
     if verdict == Verdict::Wrong {
         return Err(ApiError::BadRequest("current_password is incorrect".into()));
     }
-    state.throttle.succeeded(&key, addr).await?;
+    state.throttle.succeeded(key, addr).await?;
     let new = NewPassword::parse(change.new_password)?;
     let hash = state.hasher.hash(new.expose().to_owned()).await?;
     let patch = UserPatch { password_hash: Some(hash), ..UserPatch::default() };
-    state.store.update_user(&key, &patch, now).await?;
+    state.store.update_user(key, &patch, now).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// A new account.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Registration {
-    /// 1 to 64 characters, no spaces; unique ignoring case and width.
-    pub username: String,
-    /// 8 characters to 1024 bytes, not a common password.
-    pub password: String,
-    /// Email address.
-    #[serde(default)]
-    pub email: Option<String>,
-    /// Full name.
-    #[serde(default)]
-    pub full_name: Option<String>,
-}
-
-impl Registration {
-    /// Parses and hashes into a user to store.
-    ///
-    /// # Errors
-    /// `422` naming the field that breaks a rule; `503` when hashing is saturated.
-    pub async fn into_new_user(self, state: &AppState, scopes: Scopes, disabled: bool) -> ApiResult<NewUser> {
-        let username =
-            Username::parse(&self.username).map_err(|e| ApiError::Unprocessable(format!("username: {e}")))?;
-        let password =
-            NewPassword::parse(self.password).map_err(|e| ApiError::Unprocessable(format!("password: {e}")))?;
-        let email = parse_email(self.email)?;
-        let full_name = parse_full_name(self.full_name)?;
-        let password_hash = state.hasher.hash(password.expose().to_owned()).await?;
-        Ok(NewUser { username, email, full_name, scopes, disabled, password_hash })
-    }
-}
-
-/// Stores a new user, turning a taken name into `409`.
-///
-/// # Errors
-/// `409` when the username is taken.
-pub async fn insert(state: &AppState, user: &NewUser) -> ApiResult<User> {
-    match state.store.insert_user(user, crate::clock::unix_now() as i64).await {
-        Ok(()) => {}
-        Err(StoreError::Conflict) => return Err(ApiError::Conflict("username is already taken".into())),
-        Err(e) => return Err(e.into()),
-    }
-    let stored = state.store.user_by_key(user.username.key()).await?;
-    stored.ok_or_else(|| ApiError::NotFound("user vanished right after creation".into()))
 }
 
 /// Self-registration; answers `403` unless the server runs with
@@ -251,7 +173,6 @@ pub async fn register(
     if !state.settings.allow_registration {
         return Err(ApiError::Forbidden("registration is off on this server (see --allow-registration)".into()));
     }
-    let user = registration.into_new_user(&state, Scopes::default(), false).await?;
-    let stored = insert(&state, &user).await?;
-    Ok((StatusCode::CREATED, Json(Profile::from(&stored))))
+    let profile = registration.create(&state, Scopes::default(), false).await?;
+    Ok((StatusCode::CREATED, Json(profile)))
 }

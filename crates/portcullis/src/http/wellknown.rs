@@ -26,14 +26,10 @@ pub async fn jwks(State(state): State<AppState>) -> Json<Value> {
 #[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery",
     responses((status = 200, description = "Authorization server metadata")))]
 pub async fn metadata(State(state): State<AppState>) -> Json<Value> {
-    let issuer = state.issuer.issuer();
+    let issuer = &state.keyring.settings().issuer;
     let keys = state.keyring.current();
-    let algorithms: Vec<&str> = {
-        let mut algs: Vec<&str> = keys.verify.iter().map(|k| jose_name(k.algorithm())).collect();
-        algs.sort_unstable();
-        algs.dedup();
-        algs
-    };
+    let mut algorithms: Vec<&str> = keys.algorithms.iter().map(|a| a.as_str()).collect();
+    algorithms.sort_unstable();
     Json(json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/token"),
@@ -49,15 +45,4 @@ pub async fn metadata(State(state): State<AppState>) -> Json<Value> {
         "access_token_signing_alg_values_supported": algorithms,
         "service_documentation": format!("{issuer}/docs"),
     }))
-}
-
-fn jose_name(alg: jsonwebtoken::Algorithm) -> &'static str {
-    use jsonwebtoken::Algorithm::*;
-    match alg {
-        HS256 => "HS256",
-        EdDSA => "EdDSA",
-        ES256 => "ES256",
-        RS256 => "RS256",
-        _ => "other",
-    }
 }

@@ -1,25 +1,26 @@
 //! Storage: one interface ([`Store`]) for everything portcullis keeps, so the
 //! HTTP and CLI layers never see which database is behind it.
 //!
-//! SQLite is the default, PostgreSQL serves several instances; both run the
-//! same SQL (`sql.rs`), and only connection set-up and migrations differ.
+//! SQLite is the default, PostgreSQL serves several instances. Both run the
+//! same SQL: `sql.rs` is one ordinary Rust file, compiled once against each
+//! back end's concrete sqlx types (see `sqlite.rs` and `postgres.rs`); only
+//! connection set-up and migrations differ. Times are Unix seconds.
 
 pub mod postgres;
-mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::auth::password::StoredHash;
-use crate::domain::{Scopes, Username};
+use crate::clock::UnixTime;
+use crate::domain::{Scopes, StoredHash, UserKey, Username};
 
 /// A stored user.
 #[derive(Debug, Clone)]
 pub struct User {
-    /// The name as registered (the token's `sub`).
-    pub username: String,
+    /// The name as registered (the token's `sub`), with its key.
+    pub username: Username,
     /// Contact address, if given.
     pub email: Option<String>,
     /// Display name, if given.
@@ -80,8 +81,8 @@ pub struct TokenStanding {
 pub struct Session {
     /// The `sid`.
     pub id: String,
-    /// The user's username key.
-    pub user_key: String,
+    /// The user's key.
+    pub user_key: UserKey,
     /// Scopes granted at login.
     pub scope: String,
 }
@@ -103,15 +104,15 @@ pub struct RefreshTokenInfo {
     /// Its session.
     pub session: Session,
     /// Issued at.
-    pub created_at: i64,
+    pub created_at: UnixTime,
     /// Expires at.
-    pub expires_at: i64,
+    pub expires_at: UnixTime,
     /// Still usable: not used, not expired, session not ended.
     pub active: bool,
 }
 
 /// A signing key row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRow {
     /// Key id.
     pub kid: String,
@@ -121,10 +122,10 @@ pub struct KeyRow {
     pub sealed_private: Option<Vec<u8>>,
     /// Public JWK as JSON text.
     pub public_jwk: Option<String>,
-    /// Unix seconds.
-    pub created_at: i64,
+    /// When it starts signing (in the future while pending).
+    pub created_at: UnixTime,
     /// When a newer key took over signing.
-    pub superseded_at: Option<i64>,
+    pub superseded_at: Option<UnixTime>,
 }
 
 /// What can go wrong in storage.
@@ -154,37 +155,47 @@ pub trait Store: Send + Sync + 'static {
     /// How many users exist (to know if this is a first start).
     async fn count_users(&self) -> StoreResult<i64>;
 
-    /// Creates a user.
+    /// Creates a user and returns it as stored.
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when the username key is taken.
-    async fn insert_user(&self, user: &NewUser, now: i64) -> StoreResult<()>;
+    async fn insert_user(&self, user: &NewUser, now: UnixTime) -> StoreResult<User>;
 
-    /// The user with this username key.
-    async fn user_by_key(&self, key: &str) -> StoreResult<Option<User>>;
+    /// The user with this key.
+    async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<User>>;
 
     /// Up to `limit` users whose key sorts after `after`, in key order.
-    async fn list_users(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<User>>;
+    async fn list_users(&self, after: Option<&UserKey>, limit: u32) -> StoreResult<Vec<User>>;
 
     /// The highest bcrypt cost among stored hashes, 0 when none is left.
     async fn max_bcrypt_cost(&self) -> StoreResult<u32>;
 
     /// Replaces `old` by `new` only if the stored hash is still `old`, so an
     /// upgrade after login never undoes a password change made meanwhile.
-    async fn upgrade_password_hash(&self, key: &str, old: &StoredHash, new: &StoredHash, now: i64)
-    -> StoreResult<bool>;
+    async fn upgrade_password_hash(
+        &self,
+        key: &UserKey,
+        old: &StoredHash,
+        new: &StoredHash,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
 
     /// Deletes a user (and, by cascade, their sessions); `false` when there
     /// is no such user.
-    async fn delete_user(&self, key: &str) -> StoreResult<bool>;
+    async fn delete_user(&self, key: &UserKey) -> StoreResult<bool>;
 
     /// Applies a patch; ends all the user's sessions when it disables the
     /// user or sets a password. `None` when there is no such user.
-    async fn update_user(&self, key: &str, patch: &UserPatch, now: i64) -> StoreResult<Option<User>>;
+    async fn update_user(&self, key: &UserKey, patch: &UserPatch, now: UnixTime) -> StoreResult<Option<User>>;
 
     /// Where a token's user, session and `jti` stand; `None` when the user
     /// no longer exists.
-    async fn token_standing(&self, user_key: &str, sid: Option<&str>, jti: &str) -> StoreResult<Option<TokenStanding>>;
+    async fn token_standing(
+        &self,
+        user_key: &UserKey,
+        sid: Option<&str>,
+        jti: &str,
+    ) -> StoreResult<Option<TokenStanding>>;
 
     /// Starts a session with its first refresh token, only if the user is
     /// still enabled and their hash is still `verified` (a password change
@@ -194,8 +205,8 @@ pub trait Store: Send + Sync + 'static {
         session: &Session,
         verified: &StoredHash,
         refresh_hash: &str,
-        expires_at: i64,
-        now: i64,
+        expires_at: UnixTime,
+        now: UnixTime,
     ) -> StoreResult<bool>;
 
     /// Retires `old_hash` and stores `new_hash` in its place, atomically: of
@@ -205,31 +216,31 @@ pub trait Store: Send + Sync + 'static {
         &self,
         old_hash: &str,
         new_hash: &str,
-        expires_at: i64,
-        now: i64,
+        expires_at: UnixTime,
+        now: UnixTime,
     ) -> StoreResult<Rotation>;
 
     /// Looks a refresh token up without using it.
-    async fn refresh_token_info(&self, hash: &str, now: i64) -> StoreResult<Option<RefreshTokenInfo>>;
+    async fn refresh_token_info(&self, hash: &str, now: UnixTime) -> StoreResult<Option<RefreshTokenInfo>>;
 
     /// Ends one session; `false` when it did not exist.
-    async fn end_session(&self, sid: &str, now: i64) -> StoreResult<bool>;
+    async fn end_session(&self, sid: &str, now: UnixTime) -> StoreResult<bool>;
 
     /// Ends every session of a user.
-    async fn end_user_sessions(&self, user_key: &str, now: i64) -> StoreResult<()>;
+    async fn end_user_sessions(&self, user_key: &UserKey, now: UnixTime) -> StoreResult<()>;
 
     /// Denies an access token until `expires_at`.
-    async fn deny_token(&self, jti: &str, expires_at: i64) -> StoreResult<()>;
+    async fn deny_token(&self, jti: &str, expires_at: UnixTime) -> StoreResult<()>;
 
     /// Drops deny-list entries, refresh tokens and sessions expired before
     /// `before`, and login counters whose window started before
     /// `attempts_before`. Returns how many rows went.
-    async fn prune(&self, before: i64, attempts_before: i64) -> StoreResult<u64>;
+    async fn prune(&self, before: UnixTime, attempts_before: UnixTime) -> StoreResult<u64>;
 
     /// Counts an attempt in `bucket`; a window older than `window` seconds
     /// starts over. Returns the attempts in the current window and when it
     /// started. One statement, so racing instances all count.
-    async fn count_attempt(&self, bucket: &str, now: i64, window: i64) -> StoreResult<(i64, i64)>;
+    async fn count_attempt(&self, bucket: &str, now: UnixTime, window: i64) -> StoreResult<(i64, UnixTime)>;
 
     /// Takes one attempt back from `bucket` (a login that succeeded).
     async fn forgive_attempt(&self, bucket: &str) -> StoreResult<()>;
@@ -248,6 +259,13 @@ pub trait Store: Send + Sync + 'static {
 
 /// The store as the rest of the program holds it.
 pub type SharedStore = Arc<dyn Store>;
+
+/// A store on one sqlx back end; `sql.rs` implements [`Store`] for
+/// `SqlStore<Sqlite>` and `SqlStore<Postgres>`.
+#[derive(Debug, Clone)]
+pub struct SqlStore<DB: sqlx::Database> {
+    pool: sqlx::Pool<DB>,
+}
 
 /// Connection-pool settings.
 #[derive(Debug, Clone)]
@@ -276,10 +294,10 @@ pub struct Unavailable(#[source] pub StoreError);
 /// [`Unavailable`] when it cannot be reached; a message for an unsupported URL.
 pub async fn open(url: &str, pool: &PoolSettings) -> anyhow::Result<SharedStore> {
     if url.starts_with("sqlite:") {
-        let store = sqlite::SqliteStore::open(url, pool).await.map_err(Unavailable)?;
+        let store = sqlite::open(url, pool).await.map_err(Unavailable)?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = postgres::PgStore::open(url, pool).await.map_err(Unavailable)?;
+        let store = postgres::open(url, pool).await.map_err(Unavailable)?;
         Ok(Arc::new(store))
     } else {
         anyhow::bail!("unsupported database URL: use sqlite://FILE or postgres://USER@HOST/DB")

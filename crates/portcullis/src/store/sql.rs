@@ -1,29 +1,29 @@
-//! The SQL both back ends share. SQLite and PostgreSQL accept the same
-//! statements here (`$n` placeholders, `returning`, `on conflict`), so they
-//! are written once and stamped into each back end's module by
-//! [`sql_store!`]; what differs (connection setup, migrations) stays in
-//! `sqlite.rs` and `postgres.rs`. Concurrency-sensitive operations are single
-//! conditional statements or transactions that start with a write, so both
-//! databases serialize them.
+//! The SQL both back ends share, as one ordinary Rust file. SQLite and
+//! PostgreSQL accept the same statements here (`$n` placeholders,
+//! `returning`, `on conflict`), so they are written once; `sqlite.rs` and
+//! `postgres.rs` each compile this file against their own sqlx types
+//! (`Db`, `DbRow`), which keeps every query concrete: no bounds to satisfy,
+//! and compile errors point at the line that is wrong.
+//!
+//! Concurrency-sensitive operations are single conditional statements, or
+//! transactions that start with a write, so both databases serialize them.
 
-/// Implements [`super::Store`] for `$store`, whose `pool` field is a sqlx
-/// pool with rows of type `$row`.
-macro_rules! sql_store {
-    ($store:ty, $row:ty) => {
-        use async_trait::async_trait;
-        use sqlx::Row;
+use async_trait::async_trait;
+use sqlx::Row;
 
-        use crate::auth::password::StoredHash;
-        use crate::domain::Scopes;
-        use crate::store::{
-            KeyRow, NewUser, RefreshTokenInfo, Rotation, Session, Store, StoreError, StoreResult, TokenStanding, User,
-            UserPatch,
-        };
+use super::{Db, DbRow};
+use crate::clock::UnixTime;
+use crate::domain::{Scopes, StoredHash, UserKey, Username};
+use crate::store::{
+    KeyRow, NewUser, RefreshTokenInfo, Rotation, Session, SqlStore, Store, StoreError, StoreResult, TokenStanding,
+    User, UserPatch,
+};
 
-fn user_from_row(row: &$row) -> StoreResult<User> {
+fn user_from_row(row: &DbRow) -> StoreResult<User> {
     let scopes: String = row.try_get("scopes")?;
     Ok(User {
-        username: row.try_get("username")?,
+        // Stored names were parsed before they were stored.
+        username: Username::from_stored(row.try_get("username")?, UserKey::from_stored(row.try_get("username_key")?)),
         email: row.try_get("email")?,
         full_name: row.try_get("full_name")?,
         disabled: row.try_get("disabled")?,
@@ -41,7 +41,7 @@ fn conflict_or(e: sqlx::Error) -> StoreError {
 }
 
 #[async_trait]
-impl Store for $store {
+impl Store for SqlStore<Db> {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("select 1").execute(&self.pool).await?;
         Ok(())
@@ -51,13 +51,13 @@ impl Store for $store {
         Ok(sqlx::query_scalar("select count(*) from users").fetch_one(&self.pool).await?)
     }
 
-    async fn insert_user(&self, user: &NewUser, now: i64) -> StoreResult<()> {
+    async fn insert_user(&self, user: &NewUser, now: UnixTime) -> StoreResult<User> {
         sqlx::query(
             "insert into users (username, username_key, email, full_name, password_hash, scopes, disabled, created_at, updated_at)
              values ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         )
         .bind(user.username.as_str())
-        .bind(user.username.key())
+        .bind(user.username.key().as_str())
         .bind(&user.email)
         .bind(&user.full_name)
         .bind(user.password_hash.expose())
@@ -67,25 +67,28 @@ impl Store for $store {
         .execute(&self.pool)
         .await
         .map_err(conflict_or)?;
-        Ok(())
+        let stored = self.user_by_key(user.username.key()).await?;
+        // Only a delete racing this insert could take it away again.
+        stored.ok_or(StoreError::Database(sqlx::Error::RowNotFound))
     }
 
-    async fn user_by_key(&self, key: &str) -> StoreResult<Option<User>> {
+    async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<User>> {
         let row = sqlx::query(
-            "select username, email, full_name, disabled, scopes, password_hash from users where username_key = $1",
+            "select username, username_key, email, full_name, disabled, scopes, password_hash
+             from users where username_key = $1",
         )
-        .bind(key)
+        .bind(key.as_str())
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
-    async fn list_users(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<User>> {
+    async fn list_users(&self, after: Option<&UserKey>, limit: u32) -> StoreResult<Vec<User>> {
         let rows = sqlx::query(
-            "select username, email, full_name, disabled, scopes, password_hash from users
-             where username_key > $1 order by username_key limit $2",
+            "select username, username_key, email, full_name, disabled, scopes, password_hash
+             from users where username_key > $1 order by username_key limit $2",
         )
-        .bind(after.unwrap_or(""))
+        .bind(after.map_or("", UserKey::as_str))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
@@ -94,41 +97,41 @@ impl Store for $store {
 
     async fn max_bcrypt_cost(&self) -> StoreResult<u32> {
         // `$2b$12$…`: the cost is characters 5 and 6.
-        let cost: Option<String> =
-            sqlx::query_scalar(
-                "select max(substr(password_hash, 5, 2)) from users
+        let cost: Option<String> = sqlx::query_scalar(
+            "select max(substr(password_hash, 5, 2)) from users
                  where password_hash like '$2_$%' and substr(password_hash, 5, 2) <= '16'",
-            )
-                .fetch_one(&self.pool)
-                .await?;
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok(cost.and_then(|c| c.parse().ok()).unwrap_or(0))
     }
 
     async fn upgrade_password_hash(
         &self,
-        key: &str,
+        key: &UserKey,
         old: &StoredHash,
         new: &StoredHash,
-        now: i64,
+        now: UnixTime,
     ) -> StoreResult<bool> {
         let done = sqlx::query(
             "update users set password_hash = $1, updated_at = $2 where username_key = $3 and password_hash = $4",
         )
         .bind(new.expose())
         .bind(now)
-        .bind(key)
+        .bind(key.as_str())
         .bind(old.expose())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn delete_user(&self, key: &str) -> StoreResult<bool> {
-        let done = sqlx::query("delete from users where username_key = $1").bind(key).execute(&self.pool).await?;
+    async fn delete_user(&self, key: &UserKey) -> StoreResult<bool> {
+        let done =
+            sqlx::query("delete from users where username_key = $1").bind(key.as_str()).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn update_user(&self, key: &str, patch: &UserPatch, now: i64) -> StoreResult<Option<User>> {
+    async fn update_user(&self, key: &UserKey, patch: &UserPatch, now: UnixTime) -> StoreResult<Option<User>> {
         let mut tx = self.pool.begin().await?;
         // Each field is set only when the patch carries it: `$n_set` flags
         // keep this one statement instead of one per combination.
@@ -150,7 +153,7 @@ impl Store for $store {
         .bind(patch.disabled)
         .bind(patch.password_hash.as_ref().map(|h| h.expose().to_owned()))
         .bind(now)
-        .bind(key)
+        .bind(key.as_str())
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -159,28 +162,34 @@ impl Store for $store {
         if patch.disabled == Some(true) || patch.password_hash.is_some() {
             sqlx::query("update sessions set revoked_at = $1 where user_key = $2 and revoked_at is null")
                 .bind(now)
-                .bind(key)
+                .bind(key.as_str())
                 .execute(&mut *tx)
                 .await?;
         }
         let row = sqlx::query(
-            "select username, email, full_name, disabled, scopes, password_hash from users where username_key = $1",
+            "select username, username_key, email, full_name, disabled, scopes, password_hash
+             from users where username_key = $1",
         )
-        .bind(key)
+        .bind(key.as_str())
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
         user_from_row(&row).map(Some)
     }
 
-    async fn token_standing(&self, user_key: &str, sid: Option<&str>, jti: &str) -> StoreResult<Option<TokenStanding>> {
+    async fn token_standing(
+        &self,
+        user_key: &UserKey,
+        sid: Option<&str>,
+        jti: &str,
+    ) -> StoreResult<Option<TokenStanding>> {
         let row = sqlx::query(
             "select u.disabled,
                     (select count(*) from sessions s where s.id = $2 and s.revoked_at is null) as live_sessions,
                     (select count(*) from denied_tokens d where d.jti = $3) as denials
              from users u where u.username_key = $1",
         )
-        .bind(user_key)
+        .bind(user_key.as_str())
         .bind(sid.unwrap_or_default())
         .bind(jti)
         .fetch_optional(&self.pool)
@@ -200,8 +209,8 @@ impl Store for $store {
         session: &Session,
         verified: &StoredHash,
         refresh_hash: &str,
-        expires_at: i64,
-        now: i64,
+        expires_at: UnixTime,
+        now: UnixTime,
     ) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
         let started = sqlx::query(
@@ -210,7 +219,7 @@ impl Store for $store {
              where username_key = $2 and password_hash = $6 and disabled = false",
         )
         .bind(&session.id)
-        .bind(&session.user_key)
+        .bind(session.user_key.as_str())
         .bind(&session.scope)
         .bind(now)
         .bind(expires_at)
@@ -220,13 +229,15 @@ impl Store for $store {
         if started.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query("insert into refresh_tokens (token_hash, session_id, created_at, expires_at) values ($1, $2, $3, $4)")
-            .bind(refresh_hash)
-            .bind(&session.id)
-            .bind(now)
-            .bind(expires_at)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "insert into refresh_tokens (token_hash, session_id, created_at, expires_at) values ($1, $2, $3, $4)",
+        )
+        .bind(refresh_hash)
+        .bind(&session.id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -235,8 +246,8 @@ impl Store for $store {
         &self,
         old_hash: &str,
         new_hash: &str,
-        expires_at: i64,
-        now: i64,
+        expires_at: UnixTime,
+        now: UnixTime,
     ) -> StoreResult<Rotation> {
         // The conditional update takes SQLite's write lock first, so two
         // racing rotations serialize here and only one sees `used_at` null.
@@ -299,12 +310,12 @@ impl Store for $store {
         tx.commit().await?;
         Ok(Rotation::Rotated(Session {
             id: session.try_get("id")?,
-            user_key: session.try_get("user_key")?,
+            user_key: UserKey::from_stored(session.try_get("user_key")?),
             scope: session.try_get("scope")?,
         }))
     }
 
-    async fn refresh_token_info(&self, hash: &str, now: i64) -> StoreResult<Option<RefreshTokenInfo>> {
+    async fn refresh_token_info(&self, hash: &str, now: UnixTime) -> StoreResult<Option<RefreshTokenInfo>> {
         let row = sqlx::query(
             "select s.id, s.user_key, s.scope, s.revoked_at, r.created_at, r.expires_at, r.used_at, u.disabled
              from refresh_tokens r join sessions s on s.id = r.session_id join users u on u.username_key = s.user_key
@@ -321,7 +332,7 @@ impl Store for $store {
         Ok(Some(RefreshTokenInfo {
             session: Session {
                 id: row.try_get("id")?,
-                user_key: row.try_get("user_key")?,
+                user_key: UserKey::from_stored(row.try_get("user_key")?),
                 scope: row.try_get("scope")?,
             },
             created_at: row.try_get("created_at")?,
@@ -330,7 +341,7 @@ impl Store for $store {
         }))
     }
 
-    async fn end_session(&self, sid: &str, now: i64) -> StoreResult<bool> {
+    async fn end_session(&self, sid: &str, now: UnixTime) -> StoreResult<bool> {
         let done = sqlx::query("update sessions set revoked_at = $1 where id = $2 and revoked_at is null")
             .bind(now)
             .bind(sid)
@@ -339,16 +350,16 @@ impl Store for $store {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn end_user_sessions(&self, user_key: &str, now: i64) -> StoreResult<()> {
+    async fn end_user_sessions(&self, user_key: &UserKey, now: UnixTime) -> StoreResult<()> {
         sqlx::query("update sessions set revoked_at = $1 where user_key = $2 and revoked_at is null")
             .bind(now)
-            .bind(user_key)
+            .bind(user_key.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    async fn deny_token(&self, jti: &str, expires_at: i64) -> StoreResult<()> {
+    async fn deny_token(&self, jti: &str, expires_at: UnixTime) -> StoreResult<()> {
         sqlx::query("insert into denied_tokens (jti, expires_at) values ($1, $2) on conflict (jti) do nothing")
             .bind(jti)
             .bind(expires_at)
@@ -357,7 +368,7 @@ impl Store for $store {
         Ok(())
     }
 
-    async fn prune(&self, before: i64, attempts_before: i64) -> StoreResult<u64> {
+    async fn prune(&self, before: UnixTime, attempts_before: UnixTime) -> StoreResult<u64> {
         let mut gone = 0;
         for sql in [
             "delete from denied_tokens where expires_at < $1",
@@ -374,7 +385,7 @@ impl Store for $store {
         Ok(gone)
     }
 
-    async fn count_attempt(&self, bucket: &str, now: i64, window: i64) -> StoreResult<(i64, i64)> {
+    async fn count_attempt(&self, bucket: &str, now: UnixTime, window: i64) -> StoreResult<(i64, UnixTime)> {
         let counted: (i64, i64) = sqlx::query_as(
             "insert into login_failures (bucket, failures, window_start) values ($1, 1, $2)
              on conflict (bucket) do update set
@@ -456,7 +467,3 @@ impl Store for $store {
         }
     }
 }
-    };
-}
-
-pub(crate) use sql_store;

@@ -291,7 +291,7 @@ async fn when_the_database_goes_away_requests_get_503_and_recover_without_restar
     let proxy = Proxy::start(host_port(&db)).await;
     let through_proxy = db.replacen(&host_port(&db), &format!("127.0.0.1:{}", proxy.port), 1);
     let app = spawn_with(|c| {
-        c.database_url = through_proxy;
+        c.deployment.database_url = through_proxy;
         c.pool.acquire_timeout = Duration::from_secs(1);
     })
     .await;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use jsonwebtoken::{EncodingKey, Header};
 use portcullis::auth::password;
 use portcullis::cli::LogFormat;
-use portcullis::config::ServeConfig;
-use portcullis::domain::{Scopes, Username};
+use portcullis::config::{Deployment, ServeConfig};
+use portcullis::domain::{Scopes, UserKey, Username};
 use portcullis::server::Server;
 use portcullis::state::AppState;
 use portcullis::store::NewUser;
@@ -72,18 +72,20 @@ pub async fn test_database_url(dir: &Path) -> String {
 
 pub fn test_config(database_url: String) -> ServeConfig {
     ServeConfig {
+        deployment: Deployment {
+            database_url,
+            secret_key: Some(SECRET.into()),
+            secret_key_file: None,
+            master_key: None,
+            access_token_ttl: Duration::from_secs(900),
+        },
         bind: "127.0.0.1:0".parse().unwrap(),
-        database_url,
         allow_registration: false,
         log_format: LogFormat::Text,
-        secret_key: Some(SECRET.into()),
-        secret_key_file: None,
-        master_key: None,
         issuer: "http://portcullis.test".into(),
         audience: vec![],
-        access_token_ttl: Duration::from_secs(900),
         refresh_token_ttl: Duration::from_secs(14 * 86400),
-        algorithm: portcullis::auth::keys::KeyAlgorithm::Hs256,
+        algorithm: portcullis::auth::signing::KeyAlgorithm::Hs256,
         bootstrap_admin_password: Some(ADMIN_PASSWORD.into()),
         pool: Default::default(),
         trusted_proxies: vec![],
@@ -170,7 +172,7 @@ impl TestApp {
 
     pub async fn disable(&self, name: &str) {
         let patch = portcullis::store::UserPatch { disabled: Some(true), ..Default::default() };
-        self.state.store.update_user(name, &patch, 0).await.unwrap().expect("user exists");
+        self.state.store.update_user(&UserKey::of(name), &patch, 0).await.unwrap().expect("user exists");
     }
 
     /// Signs arbitrary claims with `key`, as an attacker (or a test) would.
@@ -187,8 +189,8 @@ pub fn jwt_part(token: &str, index: usize) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-pub fn now() -> u64 {
-    portcullis::clock::unix_now()
+pub fn now() -> i64 {
+    portcullis::clock::Clock::system().now()
 }
 
 /// The `portcullis` binary built for these tests.

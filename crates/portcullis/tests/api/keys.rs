@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, Header};
-use portcullis::auth::keys::KeyAlgorithm;
+use portcullis::auth::signing::KeyAlgorithm;
 use serde_json::{Value, json};
 
 use crate::helpers::{ADMIN_PASSWORD, SECRET, TestApp, command, jwt_part, now, spawn_app, spawn_with};
@@ -36,7 +36,7 @@ async fn pyjwt_verifies(app: &TestApp, token: &str, alg: &str) -> Result<String,
 fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     command(std::env::temp_dir().as_path())
         .env("PORTCULLIS_SECRET_KEY", SECRET)
-        .env("PORTCULLIS_DATABASE_URL", &app.config.database_url)
+        .env("PORTCULLIS_DATABASE_URL", &app.config.deployment.database_url)
         .args(args)
         .output()
         .unwrap()
@@ -203,8 +203,8 @@ async fn the_database_alone_does_not_give_away_a_signing_key() {
     let sealed = rows[0].sealed_private.clone().unwrap();
 
     // Unsealing with another secret fails; the blob is not a PKCS#8 key.
-    let other = portcullis::auth::keys::Sealer::new("some-other-secret-0123456789abcdef0123");
-    let attempt = portcullis::auth::keys::SigningKey::load(
+    let other = portcullis::auth::signing::Sealer::new("some-other-secret-0123456789abcdef0123");
+    let attempt = portcullis::auth::signing::SigningKey::unseal(
         &rows[0].kid,
         KeyAlgorithm::EdDsa,
         Some(&sealed),
@@ -217,7 +217,7 @@ async fn the_database_alone_does_not_give_away_a_signing_key() {
 
     let wrong_secret = command(std::env::temp_dir().as_path())
         .env("PORTCULLIS_SECRET_KEY", "some-other-secret-0123456789abcdef0123")
-        .env("PORTCULLIS_DATABASE_URL", &app.config.database_url)
+        .env("PORTCULLIS_DATABASE_URL", &app.config.deployment.database_url)
         .args(["keys", "rotate"])
         .output()
         .unwrap();
@@ -230,13 +230,13 @@ async fn with_a_master_key_the_hs256_secret_alone_cannot_unseal_signing_keys() {
     const MASTER: &str = "master-key-0123456789abcdef0123456789abcdef";
     let app = spawn_with(|c| {
         c.algorithm = KeyAlgorithm::EdDsa;
-        c.master_key = Some(MASTER.into());
+        c.deployment.master_key = Some(MASTER.into());
     })
     .await;
     let row = app.state.store.list_keys().await.unwrap().remove(0);
     let open_with = |key: &str| {
-        let sealer = portcullis::auth::keys::Sealer::new(key);
-        portcullis::auth::keys::SigningKey::load(
+        let sealer = portcullis::auth::signing::Sealer::new(key);
+        portcullis::auth::signing::SigningKey::unseal(
             &row.kid,
             KeyAlgorithm::EdDsa,
             row.sealed_private.as_deref(),
@@ -253,7 +253,7 @@ async fn with_a_master_key_the_hs256_secret_alone_cannot_unseal_signing_keys() {
     let with = command(std::env::temp_dir().as_path())
         .env("PORTCULLIS_SECRET_KEY", SECRET)
         .env("PORTCULLIS_MASTER_KEY", MASTER)
-        .env("PORTCULLIS_DATABASE_URL", &app.config.database_url)
+        .env("PORTCULLIS_DATABASE_URL", &app.config.deployment.database_url)
         .args(["keys", "rotate"])
         .output()
         .unwrap();

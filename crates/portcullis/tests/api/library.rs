@@ -110,7 +110,7 @@ async fn every_rejection_answers_exactly_as_the_server_does() {
     let server = server(dir.path(), "HS256");
     let app = resource_server(shared_secret_verifier());
     let good = token(&server.url, None).await;
-    let claims = |exp: u64, iss: &str| json!({"iss": iss, "sub": "admin", "iat": now() - 3600, "nbf": now() - 3600, "exp": exp, "jti": "x", "scope": "admin"});
+    let claims = |exp: i64, iss: &str| json!({"iss": iss, "sub": "admin", "iat": now() - 3600, "nbf": now() - 3600, "exp": exp, "jti": "x", "scope": "admin"});
     let mut tampered = good.clone();
     tampered.pop();
     tampered.push(if good.ends_with('A') { 'B' } else { 'A' });

@@ -1,6 +1,7 @@
 //! Protected routes (RFC 6750): every way a bearer token can be wrong.
 
 use jsonwebtoken::{Algorithm, Header};
+use portcullis::domain::UserKey;
 use serde_json::{Value, json};
 
 use crate::helpers::{ADMIN_PASSWORD, SECRET, TestApp, now, spawn_app, spawn_with};
@@ -11,7 +12,7 @@ fn at_header() -> Header {
     header
 }
 
-fn claims(app: &TestApp, sub: &str, now: u64) -> Value {
+fn claims(app: &TestApp, sub: &str, now: i64) -> Value {
     json!({
         "iss": app.config.issuer, "sub": sub, "iat": now, "nbf": now, "exp": now + 900,
         "jti": "0123456789abcdef0123456789abcdef", "scope": "admin",
@@ -90,7 +91,7 @@ async fn a_garbled_authorization_header_is_refused_with_401() {
 async fn an_expired_token_is_refused() {
     let app = spawn_app().await;
     let past = now() - 3600;
-    let token = app.state.issuer.issue("admin", &Default::default(), None, past);
+    let token = app.state.keyring.issue("admin", &Default::default(), None, past);
 
     assert_invalid_token(&app, &token.jwt).await;
 }
@@ -98,7 +99,7 @@ async fn an_expired_token_is_refused() {
 #[tokio::test]
 async fn a_token_not_valid_yet_is_refused() {
     let app = spawn_app().await;
-    let token = app.state.issuer.issue("admin", &Default::default(), None, now() + 600);
+    let token = app.state.keyring.issue("admin", &Default::default(), None, now() + 600);
 
     assert_invalid_token(&app, &token.jwt).await;
 }
@@ -107,7 +108,7 @@ async fn a_token_not_valid_yet_is_refused() {
 async fn a_token_issued_with_the_servers_own_issuer_now_is_accepted() {
     // The control for the two tests above: the same path with `now`.
     let app = spawn_app().await;
-    let token = app.state.issuer.issue("admin", &Default::default(), None, now());
+    let token = app.state.keyring.issue("admin", &Default::default(), None, now());
 
     assert_eq!(app.me(&token.jwt).await.status(), 200);
 }
@@ -223,7 +224,7 @@ async fn the_token_of_a_user_disabled_or_deleted_since_is_refused() {
     assert_eq!(app.me(&erin).await.status(), 200);
 
     app.disable("erin").await;
-    app.state.store.delete_user("frank").await.unwrap();
+    app.state.store.delete_user(&UserKey::of("frank")).await.unwrap();
 
     assert_invalid_token(&app, &erin).await;
     assert_invalid_token(&app, &frank).await;

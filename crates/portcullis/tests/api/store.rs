@@ -2,6 +2,7 @@
 //! the real PostgreSQL of `PORTCULLIS_TEST_POSTGRES`.
 
 use portcullis::auth::password::{self, StoredHash};
+use portcullis::domain::UserKey;
 use portcullis::domain::{Scopes, Username};
 use portcullis::store::{KeyRow, NewUser, Rotation, Session, SharedStore, UserPatch};
 use tempfile::TempDir;
@@ -37,7 +38,7 @@ fn user(name: &str, hash: &StoredHash) -> NewUser {
 }
 
 fn session(id: &str, user_key: &str) -> Session {
-    Session { id: id.into(), user_key: user_key.into(), scope: "items".into() }
+    Session { id: id.into(), user_key: UserKey::of(user_key), scope: "items".into() }
 }
 
 fn hash() -> StoredHash {
@@ -53,12 +54,12 @@ async fn users_are_unique_by_key_and_found_by_it() {
 
         let clash = b.store.insert_user(&user("ALICE", &h), 1).await;
         assert!(matches!(clash, Err(portcullis::store::StoreError::Conflict)), "{}", b.name);
-        let found = b.store.user_by_key("alice").await.unwrap().unwrap();
-        assert_eq!(found.username, "Alice", "{}", b.name);
+        let found = b.store.user_by_key(&UserKey::of("alice")).await.unwrap().unwrap();
+        assert_eq!(found.username.as_str(), "Alice", "{}", b.name);
         assert_eq!(found.scopes.to_string(), "items");
         assert!(!found.disabled);
         assert_eq!(b.store.count_users().await.unwrap(), 1);
-        assert!(b.store.user_by_key("bob").await.unwrap().is_none());
+        assert!(b.store.user_by_key(&UserKey::of("bob")).await.unwrap().is_none());
     }
 }
 
@@ -70,9 +71,16 @@ async fn users_list_in_key_order_after_a_cursor() {
             b.store.insert_user(&user(name, &h), 1).await.unwrap();
         }
 
-        let first: Vec<String> = b.store.list_users(None, 2).await.unwrap().into_iter().map(|u| u.username).collect();
-        let rest: Vec<String> =
-            b.store.list_users(Some("bob"), 10).await.unwrap().into_iter().map(|u| u.username).collect();
+        let first: Vec<String> =
+            b.store.list_users(None, 2).await.unwrap().into_iter().map(|u| u.username.as_str().to_owned()).collect();
+        let rest: Vec<String> = b
+            .store
+            .list_users(Some(&UserKey::of("bob")), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.username.as_str().to_owned())
+            .collect();
 
         assert_eq!(first, ["alice", "Bob"], "{}", b.name);
         assert_eq!(rest, ["carol", "dave"], "{}", b.name);
@@ -89,13 +97,13 @@ async fn a_patch_changes_only_what_it_carries_and_can_clear_fields() {
         b.store.insert_user(&new, 1).await.unwrap();
 
         let patch = UserPatch { email: Some(None), scopes: Some(Scopes::parse("a b").unwrap()), ..Default::default() };
-        let updated = b.store.update_user("erin", &patch, 2).await.unwrap().unwrap();
+        let updated = b.store.update_user(&UserKey::of("erin"), &patch, 2).await.unwrap().unwrap();
 
         assert_eq!(updated.email, None, "{}", b.name);
         assert_eq!(updated.full_name.as_deref(), Some("Erin"));
         assert_eq!(updated.scopes.to_string(), "a b");
         assert_eq!(updated.password_hash, h);
-        assert!(b.store.update_user("nobody", &patch, 2).await.unwrap().is_none());
+        assert!(b.store.update_user(&UserKey::of("nobody"), &patch, 2).await.unwrap().is_none());
     }
 }
 
@@ -107,14 +115,17 @@ async fn disabling_or_a_new_password_ends_sessions_but_a_profile_change_does_not
         assert!(b.store.create_session(&session("s1", "fay"), &h, "r1", 100, 1).await.unwrap());
 
         b.store
-            .update_user("fay", &UserPatch { full_name: Some(Some("F".into())), ..Default::default() }, 2)
+            .update_user(&UserKey::of("fay"), &UserPatch { full_name: Some(Some("F".into())), ..Default::default() }, 2)
             .await
             .unwrap();
-        let standing = b.store.token_standing("fay", Some("s1"), "j").await.unwrap().unwrap();
+        let standing = b.store.token_standing(&UserKey::of("fay"), Some("s1"), "j").await.unwrap().unwrap();
         assert!(!standing.session_ended, "{}", b.name);
 
-        b.store.update_user("fay", &UserPatch { disabled: Some(true), ..Default::default() }, 3).await.unwrap();
-        let standing = b.store.token_standing("fay", Some("s1"), "j").await.unwrap().unwrap();
+        b.store
+            .update_user(&UserKey::of("fay"), &UserPatch { disabled: Some(true), ..Default::default() }, 3)
+            .await
+            .unwrap();
+        let standing = b.store.token_standing(&UserKey::of("fay"), Some("s1"), "j").await.unwrap().unwrap();
         assert!(standing.session_ended && standing.user_disabled, "{}", b.name);
     }
 }
@@ -125,13 +136,16 @@ async fn a_session_does_not_start_if_the_hash_changed_or_the_user_was_disabled_m
         let (old, new) = (hash(), hash());
         b.store.insert_user(&user("gus", &old), 1).await.unwrap();
         b.store
-            .update_user("gus", &UserPatch { password_hash: Some(new.clone()), ..Default::default() }, 2)
+            .update_user(&UserKey::of("gus"), &UserPatch { password_hash: Some(new.clone()), ..Default::default() }, 2)
             .await
             .unwrap();
 
         assert!(!b.store.create_session(&session("s1", "gus"), &old, "r1", 100, 3).await.unwrap(), "{}", b.name);
         assert!(b.store.create_session(&session("s2", "gus"), &new, "r2", 100, 3).await.unwrap());
-        b.store.update_user("gus", &UserPatch { disabled: Some(true), ..Default::default() }, 4).await.unwrap();
+        b.store
+            .update_user(&UserKey::of("gus"), &UserPatch { disabled: Some(true), ..Default::default() }, 4)
+            .await
+            .unwrap();
         assert!(!b.store.create_session(&session("s3", "gus"), &new, "r3", 100, 5).await.unwrap());
     }
 }
@@ -152,7 +166,7 @@ async fn a_rotation_retires_the_old_token_and_reuse_revokes_the_family() {
             "family revoked"
         );
         assert_eq!(b.store.rotate_refresh_token("unknown", "r5", 200, 4).await.unwrap(), Rotation::Invalid);
-        assert!(b.store.token_standing("hal", Some("s1"), "j").await.unwrap().unwrap().session_ended);
+        assert!(b.store.token_standing(&UserKey::of("hal"), Some("s1"), "j").await.unwrap().unwrap().session_ended);
     }
 }
 
@@ -202,10 +216,14 @@ async fn the_deny_list_is_checked_and_pruned_after_expiry() {
         b.store.deny_token("jti-1", 50).await.unwrap();
         b.store.deny_token("jti-1", 50).await.unwrap();
 
-        assert!(b.store.token_standing("kai", None, "jti-1").await.unwrap().unwrap().denied, "{}", b.name);
-        assert!(!b.store.token_standing("kai", None, "jti-2").await.unwrap().unwrap().denied);
+        assert!(
+            b.store.token_standing(&UserKey::of("kai"), None, "jti-1").await.unwrap().unwrap().denied,
+            "{}",
+            b.name
+        );
+        assert!(!b.store.token_standing(&UserKey::of("kai"), None, "jti-2").await.unwrap().unwrap().denied);
         assert!(b.store.prune(60, 0).await.unwrap() >= 1);
-        assert!(!b.store.token_standing("kai", None, "jti-1").await.unwrap().unwrap().denied);
+        assert!(!b.store.token_standing(&UserKey::of("kai"), None, "jti-1").await.unwrap().unwrap().denied);
     }
 }
 
@@ -216,9 +234,9 @@ async fn deleting_a_user_removes_their_sessions() {
         b.store.insert_user(&user("lee", &h), 1).await.unwrap();
         b.store.create_session(&session("s1", "lee"), &h, "r1", 100, 1).await.unwrap();
 
-        assert!(b.store.delete_user("lee").await.unwrap(), "{}", b.name);
+        assert!(b.store.delete_user(&UserKey::of("lee")).await.unwrap(), "{}", b.name);
         assert!(b.store.refresh_token_info("r1", 2).await.unwrap().is_none());
-        assert!(!b.store.delete_user("lee").await.unwrap());
+        assert!(!b.store.delete_user(&UserKey::of("lee")).await.unwrap());
     }
 }
 
@@ -301,11 +319,15 @@ async fn a_hash_upgrade_never_undoes_a_password_change() {
         let (old, changed, upgrade) = (hash(), hash(), password::hash("some password"));
         b.store.insert_user(&user("max", &old), 1).await.unwrap();
         b.store
-            .update_user("max", &UserPatch { password_hash: Some(changed.clone()), ..Default::default() }, 2)
+            .update_user(
+                &UserKey::of("max"),
+                &UserPatch { password_hash: Some(changed.clone()), ..Default::default() },
+                2,
+            )
             .await
             .unwrap();
 
-        assert!(!b.store.upgrade_password_hash("max", &old, &upgrade, 3).await.unwrap(), "{}", b.name);
-        assert_eq!(b.store.user_by_key("max").await.unwrap().unwrap().password_hash, changed);
+        assert!(!b.store.upgrade_password_hash(&UserKey::of("max"), &old, &upgrade, 3).await.unwrap(), "{}", b.name);
+        assert_eq!(b.store.user_by_key(&UserKey::of("max")).await.unwrap().unwrap().password_hash, changed);
     }
 }

@@ -1,5 +1,6 @@
 //! The token endpoint: the password grant as the tutorials' clients use it.
 
+use portcullis::domain::UserKey;
 use serde_json::Value;
 
 use crate::helpers::{ADMIN_PASSWORD, jwt_part, spawn_app, spawn_with};
@@ -162,7 +163,7 @@ async fn two_tokens_never_share_a_jti() {
 async fn a_configured_audience_and_lifetime_show_in_the_token() {
     let app = spawn_with(|c| {
         c.audience = vec!["api-one".into(), "api-two".into()];
-        c.access_token_ttl = std::time::Duration::from_secs(1800);
+        c.deployment.access_token_ttl = std::time::Duration::from_secs(1800);
     })
     .await;
 
@@ -190,7 +191,7 @@ async fn a_bcrypt_hash_is_replaced_by_argon2id_after_a_good_login() {
 
     let mut upgraded = false;
     for _ in 0..100 {
-        let stored = app.state.store.user_by_key("legacy").await.unwrap().unwrap();
+        let stored = app.state.store.user_by_key(&UserKey::of("legacy")).await.unwrap().unwrap();
         if stored.password_hash.expose().starts_with("$argon2id$") {
             upgraded = true;
             break;

@@ -1,5 +1,5 @@
-//! Signing keys: generating them, sealing their private parts at rest, and
-//! signing tokens with them.
+//! One signing key: generating it, sealing its private part at rest, and
+//! signing tokens with it. The set of keys in use is [`super::keyring`]'s.
 //!
 //! HS256 signs with jsonwebtoken. The asymmetric algorithms sign with ring,
 //! which does RSA in constant time: the `rsa` crate that jsonwebtoken would
@@ -60,7 +60,8 @@ impl KeyAlgorithm {
             .find(|a| a.as_str() == name)
     }
 
-    fn jose(self) -> Algorithm {
+    /// The algorithm as jsonwebtoken names it.
+    pub fn jose(self) -> Algorithm {
         match self {
             KeyAlgorithm::Hs256 => Algorithm::HS256,
             KeyAlgorithm::EdDsa => Algorithm::EdDSA,
@@ -110,14 +111,7 @@ pub struct Sealer {
 }
 
 impl Sealer {
-    /// The sealer of a deployment: from the master key when one is
-    /// configured (so holders of the HS256 secret, e.g. resource servers,
-    /// cannot unseal private keys), else from the secret.
-    pub fn for_deployment(secret: &str, master_key: Option<&str>) -> Self {
-        Sealer::new(master_key.unwrap_or(secret))
-    }
-
-    /// Derives the sealing key from the configured secret.
+    /// Derives the sealing key from a secret (see [`super::secret_key::Secrets::sealer`]).
     pub fn new(secret: &str) -> Self {
         let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"portcullis");
         let prk = salt.extract(secret.as_bytes());
@@ -279,11 +273,11 @@ impl SigningKey {
         }
     }
 
-    /// Loads a stored key: `sealed` is `None` for the secret's own HS256 key.
+    /// Unseals a stored key: `sealed` is `None` for the secret's own HS256 key.
     ///
     /// # Errors
     /// [`KeyError`] when the key cannot be unsealed or parsed.
-    pub fn load(
+    pub fn unseal(
         kid: &str,
         algorithm: KeyAlgorithm,
         sealed: Option<&[u8]>,
@@ -377,9 +371,15 @@ mod tests {
         let sealer = Sealer::new(SECRET);
         for alg in [KeyAlgorithm::Hs256, KeyAlgorithm::EdDsa, KeyAlgorithm::Es256, KeyAlgorithm::Rs256] {
             let new = generate(alg, &sealer).unwrap();
-            let key =
-                SigningKey::load(&new.kid, alg, new.sealed_private.as_deref(), new.public_jwk.clone(), SECRET, &sealer)
-                    .unwrap();
+            let key = SigningKey::unseal(
+                &new.kid,
+                alg,
+                new.sealed_private.as_deref(),
+                new.public_jwk.clone(),
+                SECRET,
+                &sealer,
+            )
+            .unwrap();
             let verifier = Verifier::builder(KeySet::new([key.verify_key()])).build();
             let token = key.sign(&claims());
             assert_eq!(verifier.verify(&token, 1500).unwrap().sub, "alice", "{alg}");
@@ -391,7 +391,8 @@ mod tests {
     fn a_sealed_key_does_not_open_with_another_secret_or_kid() {
         let new = generate(KeyAlgorithm::EdDsa, &Sealer::new(SECRET)).unwrap();
         let other = Sealer::new("another-secret-0123456789abcdef0123456789");
-        let err = SigningKey::load(&new.kid, KeyAlgorithm::EdDsa, new.sealed_private.as_deref(), None, SECRET, &other);
+        let err =
+            SigningKey::unseal(&new.kid, KeyAlgorithm::EdDsa, new.sealed_private.as_deref(), None, SECRET, &other);
         assert!(matches!(err, Err(KeyError::Unseal(_))));
         let sealer = Sealer::new(SECRET);
         assert!(sealer.open("another-kid", new.sealed_private.as_deref().unwrap()).is_err());
@@ -419,7 +420,7 @@ mod tests {
         let new = generate(KeyAlgorithm::Rs256, &sealer).unwrap();
         let mut forged = new.public_jwk.clone().unwrap();
         forged["n"] = json!("AQAB");
-        let loaded = SigningKey::load(
+        let loaded = SigningKey::unseal(
             &new.kid,
             KeyAlgorithm::Rs256,
             new.sealed_private.as_deref(),

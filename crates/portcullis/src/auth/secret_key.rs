@@ -1,4 +1,6 @@
-//! The signing secret: where it comes from, and refusing the ones that
+//! The deployment's secrets: the secret key (the HS256 key the tutorials'
+//! resource servers share, and what seals private signing keys unless a
+//! master key is set), where it comes from, and refusing the ones that
 //! protect nothing (too short, or copied from a tutorial).
 
 use std::fs;
@@ -7,6 +9,95 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretString};
+
+use super::signing::Sealer;
+
+/// The secret key and the optional master key, resolved once.
+#[derive(Clone)]
+pub struct Secrets {
+    secret: std::sync::Arc<SecretString>,
+    master_key: Option<std::sync::Arc<SecretString>>,
+}
+
+impl Secrets {
+    /// Holds the secret key and, when configured, the master key.
+    pub fn new(secret: SecretString, master_key: Option<SecretString>) -> Self {
+        Secrets { secret: secret.into(), master_key: master_key.map(Into::into) }
+    }
+
+    /// The secret key (the HS256 key made of it signs with its UTF-8 bytes).
+    pub fn secret(&self) -> &str {
+        self.secret.expose_secret()
+    }
+
+    /// What seals private signing keys: the master key when configured (so
+    /// holders of the HS256 secret, e.g. resource servers, cannot unseal
+    /// them), else the secret key.
+    pub fn sealer(&self) -> Sealer {
+        Sealer::new(self.master_key.as_deref().unwrap_or(&self.secret).expose_secret())
+    }
+}
+
+/// Finds the secret key of a database: the environment, a file, or the file
+/// beside an SQLite database (generated there on a server's first start),
+/// and logs where it came from (never the value).
+///
+/// # Errors
+/// A refused secret; or none found where none may be generated.
+pub fn resolve(
+    database_url: &str,
+    from_env: Option<&SecretString>,
+    file: Option<&Path>,
+    may_generate: bool,
+) -> anyhow::Result<SecretString> {
+    let beside = crate::store::sqlite::file_of(database_url).map(|db| path_beside(&db));
+    if from_env.is_none() && file.is_none() {
+        match &beside {
+            None if database_url.starts_with("sqlite:") && may_generate => {}
+            None => bail!(
+                "this database has no file to keep a secret beside: set PORTCULLIS_SECRET_KEY or --secret-key-file \
+                 (generate one with `openssl rand -hex 32`)"
+            ),
+            Some(path) if !may_generate && !path.exists() => bail!(
+                "no secret key: set PORTCULLIS_SECRET_KEY or --secret-key-file, or start the server once to generate {}",
+                path.display()
+            ),
+            Some(_) => {}
+        }
+    }
+    let (secret, origin) = find(from_env.map(ExposeSecret::expose_secret), file, beside.as_deref())?;
+    match origin {
+        Origin::Environment => tracing::info!("signing secret from PORTCULLIS_SECRET_KEY"),
+        Origin::File(path) => tracing::info!(file = %path.display(), "signing secret from file"),
+        Origin::Generated(path) => tracing::warn!(
+            file = %path.display(),
+            "no secret key given: generated one and saved it (mode 0600); keep this file with the database"
+        ),
+        Origin::Ephemeral => {
+            tracing::warn!(
+                "no secret key given: generated one for this in-memory database; tokens die with the process"
+            )
+        }
+    }
+    Ok(secret)
+}
+
+/// Checks a master key (from `PORTCULLIS_MASTER_KEY` or the file named by
+/// `PORTCULLIS_MASTER_KEY_FILE`) by the secret key's rules.
+///
+/// # Errors
+/// An unreadable file or a weak key.
+pub fn master_key(value: Option<&SecretString>, file: Option<&Path>) -> anyhow::Result<Option<SecretString>> {
+    let value = match (value, file) {
+        (Some(key), _) => key.expose_secret().trim().to_owned(),
+        (None, Some(path)) => read_secret_file(path).context("master key")?,
+        (None, None) => return Ok(None),
+    };
+    if let Some(why) = weakness(&value) {
+        bail!("master key refused: {}", why.replace("secret key", "master key"));
+    }
+    Ok(Some(SecretString::from(value)))
+}
 
 /// How to make a good secret, quoted in every refusal.
 const HOW_TO: &str = "generate one with `openssl rand -hex 32` and set PORTCULLIS_SECRET_KEY (or --secret-key-file)";
@@ -64,7 +155,7 @@ pub enum Origin {
 ///
 /// # Errors
 /// A weak secret, an unreadable file, or no place to keep a generated one.
-pub fn load(
+pub fn find(
     from_env: Option<&str>,
     file: Option<&Path>,
     beside_db: Option<&Path>,
@@ -163,14 +254,14 @@ mod tests {
     fn a_generated_secret_is_kept_with_mode_0600_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("portcullis.secret");
-        let (first, origin) = load(None, None, Some(&path)).unwrap();
+        let (first, origin) = find(None, None, Some(&path)).unwrap();
         assert_eq!(origin, Origin::Generated(path.clone()));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
-        let (again, origin) = load(None, None, Some(&path)).unwrap();
+        let (again, origin) = find(None, None, Some(&path)).unwrap();
         assert_eq!(origin, Origin::File(path));
         assert_eq!(first.expose_secret(), again.expose_secret());
     }
@@ -178,7 +269,7 @@ mod tests {
     #[test]
     fn the_environment_wins_over_a_file() {
         let env = "f".repeat(40);
-        let (s, origin) = load(Some(&env), Some(Path::new("/nonexistent")), None).unwrap();
+        let (s, origin) = find(Some(&env), Some(Path::new("/nonexistent")), None).unwrap();
         assert_eq!(origin, Origin::Environment);
         assert_eq!(s.expose_secret(), env);
     }

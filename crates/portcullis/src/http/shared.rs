@@ -1,0 +1,67 @@
+//! Pieces several route modules use: the registration body (self-service
+//! and admin-created users share it), `null`-aware optional fields, and
+//! uncacheable responses.
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Deserializer};
+use utoipa::ToSchema;
+
+use crate::domain::{NewPassword, Scopes, Username, parse_email, parse_full_name};
+use crate::error::{ApiError, ApiResult};
+use crate::profile::Profile;
+use crate::state::AppState;
+use crate::store::{NewUser, StoreError};
+
+/// A new account.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    /// 1 to 64 characters, no spaces; unique ignoring case and width.
+    pub username: String,
+    /// 8 characters to 1024 bytes, not a common password.
+    pub password: String,
+    /// Email address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Full name.
+    #[serde(default)]
+    pub full_name: Option<String>,
+}
+
+impl Registration {
+    /// Parses, hashes and stores the user.
+    ///
+    /// # Errors
+    /// `422` naming the field that breaks a rule; `409` when the name is
+    /// taken; `503` when hashing is saturated.
+    pub async fn create(self, state: &AppState, scopes: Scopes, disabled: bool) -> ApiResult<Profile> {
+        let username =
+            Username::parse(&self.username).map_err(|e| ApiError::Unprocessable(format!("username: {e}")))?;
+        let password =
+            NewPassword::parse(self.password).map_err(|e| ApiError::Unprocessable(format!("password: {e}")))?;
+        let email = parse_email(self.email)?;
+        let full_name = parse_full_name(self.full_name)?;
+        let password_hash = state.hasher.hash(password.expose().to_owned()).await?;
+        let user = NewUser { username, email, full_name, scopes, disabled, password_hash };
+        match state.store.insert_user(&user, state.clock.now()).await {
+            Ok(stored) => Ok(Profile::from(&stored)),
+            Err(StoreError::Conflict) => Err(ApiError::Conflict("username is already taken".into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// `Some(None)` for an explicit `null`, `None` for an absent field.
+pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Token responses must not be cached (RFC 6749 §5.1).
+pub fn no_store(body: impl IntoResponse) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
