@@ -43,6 +43,8 @@ pub fn app(state: AppState) -> Router {
         .merge(wellknown::router())
         .merge(health::router())
         .split_for_parts();
+    let mut doc = doc;
+    token::document_login(&mut doc);
     api.merge(docs::router(doc))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

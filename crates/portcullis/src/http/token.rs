@@ -28,9 +28,21 @@ use crate::error::{ApiError, ApiResult, OAuthCode};
 use crate::state::AppState;
 use crate::store::{Rotation, Session, User};
 
-/// The token endpoint's routes.
+/// The token endpoint's routes. `/login` is the same handler (the
+/// tutorials' clients post there); its OpenAPI entry is copied from
+/// `/token` by [`document_login`], so the two cannot drift apart.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(token)).routes(routes!(login))
+    OpenApiRouter::new().routes(routes!(token)).route("/login", axum::routing::post(token))
+}
+
+/// Documents `/login` as the copy of `/token` it is.
+pub fn document_login(doc: &mut utoipa::openapi::OpenApi) {
+    let Some(mut item) = doc.paths.paths.get("/token").cloned() else { return };
+    if let Some(operation) = item.post.as_mut() {
+        operation.operation_id = Some("login".into());
+        operation.summary = Some("Same as /token: the tutorials' clients post to /login".into());
+    }
+    doc.paths.paths.insert("/login".into(), item);
 }
 
 /// The form fields of a token request, for the OpenAPI document.
@@ -146,21 +158,6 @@ pub async fn token(
         Grant::Password { username, password, scope } => password_grant(&state, addr, username, password, scope).await,
         Grant::RefreshToken { refresh_token, scope } => refresh_grant(&state, refresh_token, scope).await,
     }
-}
-
-/// Same as `/token`: the tutorials' clients post to `/login`.
-#[utoipa::path(
-    post, path = "/login", tag = "auth",
-    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
-    responses(
-        (status = 200, description = "Tokens issued", body = TokenResponse),
-        (status = 400, description = "Malformed request, unsupported grant type, inactive user, or bad refresh token"),
-        (status = 401, description = "Incorrect username or password"),
-    )
-)]
-#[instrument(skip_all)]
-pub async fn login(state: State<AppState>, addr: ClientAddr, form: OAuthForm) -> ApiResult<Response> {
-    token(state, addr, form).await
 }
 
 async fn password_grant(

@@ -196,3 +196,36 @@ async fn bad_admin_input_gets_a_4xx_with_detail() {
         .unwrap();
     assert_eq!(raw.status(), 400);
 }
+
+#[tokio::test]
+async fn a_non_ascii_name_is_found_patched_and_deleted_by_any_spelling() {
+    let app = spawn_app().await;
+    let admin = app.access_token("admin", ADMIN_PASSWORD).await;
+    let created = call(
+        &app,
+        reqwest::Method::POST,
+        "/admin/users",
+        &admin,
+        Some(json!({"username": "Ångström", "password": "angstroms-password-1"})),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+
+    // Upper case, and the decomposed spelling (A + combining ring), percent-encoded.
+    for spelling in ["%C3%85NGSTR%C3%96M", "A%CC%8Angstro%CC%88m"] {
+        let found = call(&app, reqwest::Method::GET, &format!("/admin/users/{spelling}"), &admin, None).await;
+        assert_eq!(found.status(), 200, "{spelling}");
+        assert_eq!(found.json::<Value>().await.unwrap()["username"], "Ångström");
+    }
+    let path = "/admin/users/%C3%A5ngstr%C3%B6m";
+    let patched = call(&app, reqwest::Method::PATCH, path, &admin, Some(json!({"full_name": "Anders"}))).await;
+    assert_eq!(patched.status(), 200);
+    let page: Value = call(&app, reqwest::Method::GET, "/admin/users", &admin, None).await.json().await.unwrap();
+    assert!(
+        page["users"].as_array().unwrap().iter().any(|u| u["username"] == "Ångström" && u["full_name"] == "Anders")
+    );
+    assert_eq!(app.login("ÅNGSTRÖM", "angstroms-password-1").await.status(), 200);
+
+    assert_eq!(call(&app, reqwest::Method::DELETE, path, &admin, None).await.status(), 204);
+    assert_eq!(app.login("Ångström", "angstroms-password-1").await.status(), 401);
+}

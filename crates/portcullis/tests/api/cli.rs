@@ -255,3 +255,22 @@ async fn user_commands_work_against_postgres() {
     let dup = with_db(&["user", "add", "Pia", "--password-stdin"], Some("pias-password-2\n"));
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
 }
+
+#[tokio::test]
+async fn the_cli_finds_a_non_ascii_user_by_any_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path());
+    ok(&cli(dir.path(), &["user", "add", "Ångström", "--password-stdin"], Some("angstroms-password-1\n")));
+
+    let clash = cli(dir.path(), &["user", "add", "ÅNGSTRÖM", "--password-stdin"], Some("another-password-2\n"));
+    assert!(!clash.status.success(), "one user whatever the case");
+    ok(&cli(dir.path(), &["user", "disable", "ångström"], None));
+    assert_eq!(login(&server.url, "Ångström", "angstroms-password-1").await, 400);
+    ok(&cli(dir.path(), &["user", "enable", "A\u{30a}NGSTRO\u{308}M"], None));
+    assert_eq!(login(&server.url, "ångström", "angstroms-password-1").await, 200);
+
+    let list: Value = serde_json::from_str(&ok(&cli(dir.path(), &["user", "list", "--json"], None))).unwrap();
+    assert!(list.as_array().unwrap().iter().any(|u| u["username"] == "Ångström"));
+    ok(&cli(dir.path(), &["user", "delete", "ÅNGSTRÖM"], None));
+    assert_eq!(login(&server.url, "Ångström", "angstroms-password-1").await, 401);
+}

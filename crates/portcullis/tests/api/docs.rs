@@ -21,6 +21,18 @@ async fn the_openapi_document_declares_the_password_flow_and_protected_routes() 
 }
 
 #[tokio::test]
+async fn login_is_documented_as_the_same_endpoint_as_token() {
+    let app = spawn_app().await;
+
+    let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+
+    let (token, login) = (&doc["paths"]["/token"]["post"], &doc["paths"]["/login"]["post"]);
+    assert_eq!(token["responses"], login["responses"]);
+    assert_eq!(token["requestBody"], login["requestBody"]);
+    assert_ne!(token["operationId"], login["operationId"], "operation ids stay unique");
+}
+
+#[tokio::test]
 async fn swagger_ui_is_served_from_the_binary() {
     let app = spawn_app().await;
 
