@@ -57,7 +57,9 @@ impl TokenError {
     pub fn detail(&self) -> String {
         match self {
             TokenError::Missing => "Not authenticated".to_owned(),
-            TokenError::Invalid(reason) => format!("Could not validate credentials: {reason}"),
+            // Exactly the tutorials' text, which their clients match; the
+            // reason goes to `error_description`.
+            TokenError::Invalid(_) => "Could not validate credentials".to_owned(),
             TokenError::InsufficientScope(scope) => {
                 format!("Not enough permissions: this route needs scope \"{scope}\"")
             }
@@ -76,7 +78,17 @@ fn quoted(text: &str) -> String {
 
 impl IntoResponse for TokenError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "detail": self.detail() });
+        let body = match &self {
+            TokenError::Invalid(reason) => serde_json::json!({
+                "detail": self.detail(),
+                "error": "invalid_token",
+                "error_description": reason,
+            }),
+            TokenError::InsufficientScope(_) => {
+                serde_json::json!({ "detail": self.detail(), "error": "insufficient_scope" })
+            }
+            _ => serde_json::json!({ "detail": self.detail() }),
+        };
         let mut response = (self.status_code(), axum::Json(body)).into_response();
         if let Some(value) = self.www_authenticate() {
             if let Ok(value) = HeaderValue::from_str(&value) {
@@ -104,6 +116,13 @@ mod tests {
     fn a_quote_in_a_reason_cannot_break_the_header() {
         let h = TokenError::invalid("bad \"x\"\n").www_authenticate().unwrap();
         assert_eq!(h, "Bearer error=\"invalid_token\", error_description=\"bad 'x'\"");
+    }
+
+    #[test]
+    fn an_invalid_token_has_the_tutorials_detail_and_the_reason_apart() {
+        let e = TokenError::invalid("token has expired");
+        assert_eq!(e.detail(), "Could not validate credentials");
+        assert!(e.www_authenticate().unwrap().contains("error_description=\"token has expired\""));
     }
 
     #[test]

@@ -257,6 +257,17 @@ impl Scopes {
         Scopes(self.0.intersection(&requested.0).cloned().collect())
     }
 
+    /// The scopes in both sets (unlike [`Scopes::grant`], an empty side
+    /// gives an empty set: never "all").
+    pub fn intersection(&self, other: &Scopes) -> Scopes {
+        Scopes(self.0.intersection(&other.0).cloned().collect())
+    }
+
+    /// Whether every scope of this set is in `other`.
+    pub fn is_subset(&self, other: &Scopes) -> bool {
+        self.0.is_subset(&other.0)
+    }
+
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -378,6 +389,13 @@ mod tests {
         assert!(parse_email(Some("a b@c".into())).is_err());
         assert!(parse_full_name(Some("x\u{0}".into())).is_err());
         assert!(parse_full_name(Some("Zoë Ångström".into())).is_ok());
+    }
+
+    #[test]
+    fn an_empty_grant_stays_empty_when_intersected() {
+        let held = Scopes::parse("me admin").unwrap();
+        assert!(Scopes::default().intersection(&held).is_empty());
+        assert!(held.grant(&Scopes::default()).is_subset(&held));
     }
 
     #[test]

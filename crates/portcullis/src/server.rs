@@ -48,7 +48,7 @@ impl Server {
         let hasher = HashPool::start(config.hash_threads, config.hash_queue);
         hasher.set_legacy_bcrypt_cost(store.max_bcrypt_cost().await?);
         let admin_password = config.bootstrap_admin_password.as_ref().map(|s| s.expose_secret());
-        bootstrap_admin(&store, &hasher, admin_password, clock.now()).await?;
+        bootstrap_admin(&store, &hasher, admin_password, config.log_format, clock.now()).await?;
         keyring::ensure_signing_key(&store, &secrets, config.algorithm, clock.now()).await?;
         let tokens = TokenSettings {
             issuer: config.issuer.clone(),
@@ -142,6 +142,7 @@ async fn bootstrap_admin(
     store: &SharedStore,
     hasher: &HashPool,
     password: Option<&str>,
+    format: crate::cli::LogFormat,
     now: crate::clock::UnixTime,
 ) -> anyhow::Result<()> {
     if store.count_users().await? > 0 {
@@ -168,8 +169,18 @@ async fn bootstrap_admin(
     }
     if print {
         // The one deliberate secret in output: shown once, never logged.
-        println!("created user \"admin\" with password: {}", password.expose());
-        println!("(shown only this once: store it, or set PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD next time)");
+        let message = format!(
+            "created user \"admin\" with password: {}\n(shown only this once: store it, or set \
+             PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD next time)",
+            password.expose()
+        );
+        let message = match format {
+            crate::cli::LogFormat::Text => message,
+            // One object: the note goes on the same line.
+            crate::cli::LogFormat::Json => message.replace('\n', " "),
+        };
+        let fields = serde_json::json!({ "username": "admin" });
+        crate::output::announce(format, &message, fields);
     } else {
         tracing::info!("created user \"admin\" with the password from PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD");
     }

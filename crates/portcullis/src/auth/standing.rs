@@ -11,14 +11,28 @@ use crate::store::{SharedStore, StoreResult, TokenStanding};
 
 /// Why a token that verifies is refused all the same, or `None` when it
 /// stands. `standing` is `None` when the user no longer exists.
-pub fn refusal(standing: Option<TokenStanding>) -> Option<&'static str> {
-    match standing {
-        None => Some("user no longer exists"),
-        Some(s) if s.denied => Some("token has been revoked"),
-        Some(s) if s.session_ended => Some("session has ended"),
-        Some(s) if s.user_disabled => Some("user is disabled"),
-        Some(_) => None,
+///
+/// A token must name a live session of its user, and claim no scope beyond
+/// that session's grant and the user's scopes now: under HS256 the secret
+/// is shared with resource servers, and holding it must not let one mint
+/// itself more power here.
+pub fn refusal(standing: Option<&TokenStanding>, claims: &Claims) -> Option<&'static str> {
+    let Some(standing) = standing else { return Some("user no longer exists") };
+    if standing.denied {
+        return Some("token has been revoked");
     }
+    if session_of(claims).is_none() {
+        return Some("token names no session");
+    }
+    let Some(session_scope) = &standing.session_scope else { return Some("session has ended") };
+    if standing.user_disabled {
+        return Some("user is disabled");
+    }
+    let allowed = session_scope.intersection(&standing.user_scopes);
+    if !claims.scopes().all(|s| allowed.contains(s)) {
+        return Some("token claims scopes its session was not granted");
+    }
+    None
 }
 
 /// Looks up where the token of `claims` stands.
@@ -47,7 +61,7 @@ impl TokenCheck for StillStanding {
     fn check<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, Result<(), TokenError>> {
         Box::pin(async move {
             match standing_of(&self.store, claims).await {
-                Ok(standing) => refusal(standing).map_or(Ok(()), |why| Err(TokenError::invalid(why))),
+                Ok(standing) => refusal(standing.as_ref(), claims).map_or(Ok(()), |why| Err(TokenError::invalid(why))),
                 Err(e) => {
                     tracing::error!(error = %e, "database failure while checking a token");
                     Err(TokenError::Unavailable("database unavailable".into()))

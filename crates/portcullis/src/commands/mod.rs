@@ -8,9 +8,12 @@ pub mod user;
 
 use anyhow::Context;
 
+use serde_json::json;
+
 use crate::cli::{Cli, Command, LogFormat};
 use crate::clock::Clock;
 use crate::config::{Deployment, FileConfig, ServeConfig};
+use crate::output;
 use crate::server::Server;
 use crate::store::SharedStore;
 
@@ -30,7 +33,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let addr = server.local_addr()?;
             tracing::info!(%addr, "listening");
             // On stdout, so scripts (and tests using port 0) can read the address.
-            println!("portcullis listening on http://{addr}");
+            let url = format!("http://{addr}");
+            output::announce(config.log_format, &format!("portcullis listening on {url}"), json!({ "url": url }));
             server.run().await
         }
         Command::User(command) => {

@@ -31,7 +31,7 @@ pub async fn run(
     };
     let standing = standing::standing_of(store, &claims).await?;
     println!("{}", serde_json::to_string_pretty(&claims)?);
-    if let Some(why) = standing::refusal(standing) {
+    if let Some(why) = standing::refusal(standing.as_ref(), &claims) {
         bail!("token refused: {why}");
     }
     println!("valid: signature, lifetime and standing checked");

@@ -32,6 +32,7 @@ const MAX_LIMIT: u32 = 500;
 
 /// Paging through users.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
     /// At most this many users (1–500, default 50).
     limit: Option<u32>,

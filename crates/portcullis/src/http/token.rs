@@ -198,13 +198,22 @@ async fn password_grant(
     };
     let refresh = new_refresh_token();
     let expires_at = now + state.settings.refresh_token_ttl;
-    let started = state
-        .store
-        .create_session(&session, &user.password_hash, &refresh_token_hash(&refresh), expires_at, now)
-        .await?;
-    if !started {
-        // The password changed or the user was disabled while we hashed.
-        return Err(wrong_credentials());
+    let refresh_hash = refresh_token_hash(&refresh);
+    let mut verified = user.password_hash.clone();
+    while !state.store.create_session(&session, &verified, &user.scopes, &refresh_hash, expires_at, now).await? {
+        // The user changed while we hashed: a password change, disable or
+        // scope change refuses the login. But the upgrade of this very hash
+        // to argon2id (by another login with the same password) must not
+        // cost it: a new stored hash that takes the same password goes on.
+        let current = state.store.user_by_key(user.username.key()).await?;
+        let Some(current) = current.filter(|c| rehash && c.password_hash != verified) else {
+            return Err(wrong_credentials());
+        };
+        let same = state.hasher.verify(password.to_owned(), Some(current.password_hash.clone())).await?;
+        if !matches!(same, Verdict::Right { .. }) || current.disabled || current.scopes != user.scopes {
+            return Err(wrong_credentials());
+        }
+        verified = current.password_hash;
     }
     // Only now: the session start above checks the hash it verified.
     if rehash {
@@ -239,9 +248,10 @@ async fn refresh_grant(state: &AppState, refresh_token: &str, scope: Option<&str
         Rotation::Invalid => return Err(bad_refresh_token()),
     };
     let user = state.store.user_by_key(&session.user_key).await?.ok_or_else(bad_refresh_token)?;
-    // Never more than the session was granted, nor than the user holds now.
+    // Never more than the session was granted (a session granted nothing
+    // stays so), nor than the user holds now.
     let granted = Scopes::parse(&session.scope).unwrap_or_default().grant(&requested);
-    let granted = user.scopes.grant(&granted);
+    let granted = granted.intersection(&user.scopes);
     if requested.iter().any(|s| !granted.contains(s)) {
         return Err(wider_scope());
     }

@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(me, update_me))
         .routes(routes!(current_user))
+        .routes(routes!(me_with_slash))
         .routes(routes!(change_password))
         .routes(routes!(register))
 }
@@ -61,6 +62,19 @@ pub async fn me(State(state): State<AppState>, user: Authenticated) -> ApiResult
     )
 )]
 pub async fn current_user(state: State<AppState>, user: Authenticated) -> ApiResult<Json<Profile>> {
+    me(state, user).await
+}
+
+/// Same as `/users/me` (the tutorials' `/users/me/`, with its slash).
+#[utoipa::path(
+    get, path = "/users/me/", tag = "users",
+    security(("OAuth2PasswordBearer" = [])),
+    responses(
+        (status = 200, description = "The caller's profile", body = Profile),
+        (status = 401, description = "Missing, invalid or expired token"),
+    )
+)]
+pub async fn me_with_slash(state: State<AppState>, user: Authenticated) -> ApiResult<Json<Profile>> {
     me(state, user).await
 }
 

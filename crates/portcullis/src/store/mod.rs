@@ -66,12 +66,15 @@ pub struct UserPatch {
 }
 
 /// What a protected route needs to know about a token's user and session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenStanding {
     /// The user is disabled.
     pub user_disabled: bool,
-    /// The token names a session that is revoked or gone.
-    pub session_ended: bool,
+    /// The scopes the user holds now.
+    pub user_scopes: Scopes,
+    /// The scopes of the token's session, when it names a live session of
+    /// this user; `None` when it names none, or one revoked, gone or another's.
+    pub session_scope: Option<Scopes>,
     /// The token's `jti` is on the deny list.
     pub denied: bool,
 }
@@ -198,12 +201,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<TokenStanding>>;
 
     /// Starts a session with its first refresh token, only if the user is
-    /// still enabled and their hash is still `verified` (a password change
-    /// or disable racing the login wins). `false` when it was not started.
+    /// still enabled, their hash is still `verified` and their scopes are
+    /// still `scopes` (a password change, disable or scope removal racing
+    /// the login wins). `false` when it was not started.
     async fn create_session(
         &self,
         session: &Session,
         verified: &StoredHash,
+        scopes: &Scopes,
         refresh_hash: &str,
         expires_at: UnixTime,
         now: UnixTime,

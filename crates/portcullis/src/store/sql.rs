@@ -184,8 +184,9 @@ impl Store for SqlStore<Db> {
         jti: &str,
     ) -> StoreResult<Option<TokenStanding>> {
         let row = sqlx::query(
-            "select u.disabled,
-                    (select count(*) from sessions s where s.id = $2 and s.revoked_at is null) as live_sessions,
+            "select u.disabled, u.scopes,
+                    (select s.scope from sessions s
+                     where s.id = $2 and s.user_key = u.username_key and s.revoked_at is null) as session_scope,
                     (select count(*) from denied_tokens d where d.jti = $3) as denials
              from users u where u.username_key = $1",
         )
@@ -195,11 +196,14 @@ impl Store for SqlStore<Db> {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let live: i64 = row.try_get("live_sessions")?;
         let denials: i64 = row.try_get("denials")?;
+        let scopes: String = row.try_get("scopes")?;
+        let session_scope: Option<String> = row.try_get("session_scope")?;
         Ok(Some(TokenStanding {
             user_disabled: row.try_get("disabled")?,
-            session_ended: sid.is_some() && live == 0,
+            user_scopes: Scopes::parse(&scopes).unwrap_or_default(),
+            // Only valid scopes are ever written; an unreadable one grants nothing.
+            session_scope: session_scope.map(|s| Scopes::parse(&s).unwrap_or_default()),
             denied: denials > 0,
         }))
     }
@@ -208,27 +212,37 @@ impl Store for SqlStore<Db> {
         &self,
         session: &Session,
         verified: &StoredHash,
+        scopes: &Scopes,
         refresh_hash: &str,
         expires_at: UnixTime,
         now: UnixTime,
     ) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let started = sqlx::query(
-            "insert into sessions (id, user_key, scope, created_at, expires_at)
-             select $1, username_key, $3, $4, $5 from users
-             where username_key = $2 and password_hash = $6 and disabled = false",
+        // A write first: it takes the user's row lock (PostgreSQL) or the
+        // database's write lock (SQLite), so a password change, disable or
+        // scope removal either commits before it, and this sees it, or waits
+        // for this session and then ends it. A plain read would let both pass
+        // under READ COMMITTED.
+        let unchanged = sqlx::query(
+            "update users set updated_at = updated_at
+             where username_key = $1 and password_hash = $2 and scopes = $3 and disabled = false",
         )
-        .bind(&session.id)
         .bind(session.user_key.as_str())
-        .bind(&session.scope)
-        .bind(now)
-        .bind(expires_at)
         .bind(verified.expose())
+        .bind(scopes.to_string())
         .execute(&mut *tx)
         .await?;
-        if started.rows_affected() == 0 {
+        if unchanged.rows_affected() == 0 {
             return Ok(false);
         }
+        sqlx::query("insert into sessions (id, user_key, scope, created_at, expires_at) values ($1, $2, $3, $4, $5)")
+            .bind(&session.id)
+            .bind(session.user_key.as_str())
+            .bind(&session.scope)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "insert into refresh_tokens (token_hash, session_id, created_at, expires_at) values ($1, $2, $3, $4)",
         )

@@ -21,6 +21,20 @@ async fn the_openapi_document_declares_the_password_flow_and_protected_routes() 
 }
 
 #[tokio::test]
+async fn the_user_list_takes_optional_query_parameters() {
+    let app = spawn_app().await;
+
+    let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+
+    let params = doc["paths"]["/admin/users"]["get"]["parameters"].as_array().unwrap();
+    for name in ["limit", "cursor"] {
+        let param = params.iter().find(|p| p["name"] == name).unwrap();
+        assert_eq!(param["in"], "query", "{param}");
+        assert_ne!(param["required"], true, "{param}");
+    }
+}
+
+#[tokio::test]
 async fn login_is_documented_as_the_same_endpoint_as_token() {
     let app = spawn_app().await;
 

@@ -146,6 +146,12 @@ impl TestApp {
         body["access_token"].as_str().unwrap().to_owned()
     }
 
+    /// Logs in and returns the session id its access token names.
+    pub async fn live_session(&self, username: &str, password: &str) -> String {
+        let token = self.access_token(username, password).await;
+        jwt_part(&token, 1)["sid"].as_str().unwrap().to_owned()
+    }
+
     pub async fn get(&self, path: &str, authorization: Option<&str>) -> reqwest::Response {
         let mut request = self.client.get(format!("{}{path}", self.url));
         if let Some(value) = authorization {
@@ -251,6 +257,12 @@ pub fn serve_prepared(mut cmd: Command, log_dir: &Path) -> Process {
             Some(Ok(line)) => {
                 if let Some(url) = line.strip_prefix("portcullis listening on ") {
                     break url.to_owned();
+                }
+                // `--log-format json`: the same line as a JSON object.
+                if let Ok(json) = serde_json::from_str::<Value>(&line) {
+                    if let Some(url) = json["url"].as_str() {
+                        break url.to_owned();
+                    }
                 }
                 first.push(line);
             }

@@ -4,7 +4,7 @@ use jsonwebtoken::{Algorithm, Header};
 use portcullis::domain::UserKey;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_PASSWORD, SECRET, TestApp, now, spawn_app, spawn_with};
+use crate::helpers::{ADMIN_PASSWORD, SECRET, TestApp, jwt_part, now, spawn_app, spawn_with};
 
 fn at_header() -> Header {
     let mut header = Header::new(Algorithm::HS256);
@@ -25,7 +25,10 @@ async fn assert_invalid_token(app: &TestApp, token: &str) {
     let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
     assert!(challenge.starts_with("Bearer error=\"invalid_token\""), "{challenge}");
     let body: Value = response.json().await.unwrap();
-    assert!(body["detail"].as_str().unwrap().starts_with("Could not validate credentials"), "{body}");
+    // Exactly the tutorials' text (their clients compare it); the reason apart.
+    assert_eq!(body["detail"], "Could not validate credentials", "{body}");
+    assert_eq!(body["error"], "invalid_token", "{body}");
+    assert!(!body["error_description"].as_str().unwrap().is_empty(), "{body}");
 }
 
 #[tokio::test]
@@ -33,7 +36,7 @@ async fn users_me_and_user_current_show_the_callers_profile() {
     let app = spawn_app().await;
     let token = app.access_token("admin", ADMIN_PASSWORD).await;
 
-    for path in ["/users/me", "/user/current/"] {
+    for path in ["/users/me", "/users/me/", "/user/current/"] {
         let response = app.get(path, Some(&format!("Bearer {token}"))).await;
         assert_eq!(response.status(), 200, "{path}");
         let body: Value = response.json().await.unwrap();
@@ -108,7 +111,8 @@ async fn a_token_not_valid_yet_is_refused() {
 async fn a_token_issued_with_the_servers_own_issuer_now_is_accepted() {
     // The control for the two tests above: the same path with `now`.
     let app = spawn_app().await;
-    let token = app.state.keyring.issue("admin", &Default::default(), None, now());
+    let sid = app.live_session("admin", ADMIN_PASSWORD).await;
+    let token = app.state.keyring.issue("admin", &Default::default(), Some(&sid), now());
 
     assert_eq!(app.me(&token.jwt).await.status(), 200);
 }
@@ -178,9 +182,49 @@ async fn a_forged_token_with_the_right_secret_is_the_control() {
     // Proves the forging helper makes tokens the server accepts, so the
     // refusals above are about what they change and nothing else.
     let app = spawn_app().await;
-    let token = app.forge(&at_header(), &claims(&app, "admin", now()), SECRET.as_bytes());
+    let mut c = claims(&app, "admin", now());
+    c["sid"] = json!(app.live_session("admin", ADMIN_PASSWORD).await);
+    let token = app.forge(&at_header(), &c, SECRET.as_bytes());
 
     assert_eq!(app.me(&token).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_token_signed_with_the_shared_secret_but_naming_no_session_is_refused() {
+    let app = spawn_app().await;
+
+    let token = app.forge(&at_header(), &claims(&app, "admin", now()), SECRET.as_bytes());
+
+    assert_invalid_token(&app, &token).await;
+    let response = app.get("/admin/users", Some(&format!("Bearer {token}"))).await;
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn a_user_resigning_their_token_with_more_scopes_gets_nothing_more() {
+    // Under HS256 the secret is shared with resource servers: whoever holds
+    // it must not mint themselves admin at portcullis.
+    let app = spawn_app().await;
+    app.add_user("rita", "ritas-password-1", "read").await;
+    let own = app.access_token("rita", "ritas-password-1").await;
+    let mut c = jwt_part(&own, 1);
+
+    for claimed in ["admin", "read admin", "read write"] {
+        c["scope"] = json!(claimed);
+        let forged = app.forge(&at_header(), &c, SECRET.as_bytes());
+        let response = app.get("/admin/users", Some(&format!("Bearer {forged}"))).await;
+        assert_eq!(response.status(), 401, "{claimed}");
+        assert_invalid_token(&app, &forged).await;
+    }
+    // Another user's live session does not lend its grant either.
+    c["scope"] = json!("admin");
+    c["sid"] = json!(app.live_session("admin", ADMIN_PASSWORD).await);
+    let borrowed = app.forge(&at_header(), &c, SECRET.as_bytes());
+    assert_eq!(app.get("/admin/users", Some(&format!("Bearer {borrowed}"))).await.status(), 401);
+    // The control: re-signed as it was, it still works.
+    c["scope"] = json!("read");
+    c["sid"] = jwt_part(&own, 1)["sid"].clone();
+    assert_eq!(app.me(&app.forge(&at_header(), &c, SECRET.as_bytes())).await.status(), 200);
 }
 
 #[tokio::test]
@@ -196,6 +240,7 @@ async fn a_token_from_another_issuer_is_refused() {
 async fn with_an_audience_configured_a_token_for_another_audience_is_refused() {
     let app = spawn_with(|c| c.audience = vec!["my-api".into()]).await;
     let mut c = claims(&app, "admin", now());
+    c["sid"] = json!(app.live_session("admin", ADMIN_PASSWORD).await);
 
     assert_invalid_token(&app, &app.forge(&at_header(), &c, SECRET.as_bytes())).await;
     c["aud"] = json!("other-api");

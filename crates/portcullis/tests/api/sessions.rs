@@ -164,6 +164,24 @@ async fn a_refresh_never_grants_more_than_the_login_did() {
 }
 
 #[tokio::test]
+async fn a_session_granted_no_scope_stays_without_one_when_refreshed() {
+    let app = spawn_app().await;
+    app.add_user("una", "unas-password-1", "items me").await;
+    // Asks only for a scope she lacks: granted nothing.
+    let body: Value =
+        app.post_form("/token", "username=una&password=unas-password-1&scope=admin").await.json().await.unwrap();
+    assert_eq!(body["scope"], "");
+
+    let again = refreshed(&app, body["refresh_token"].as_str().unwrap()).await;
+    let response = refresh(&app, &again.refresh).await;
+
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["scope"], "", "{body}");
+    assert_eq!(crate::helpers::jwt_part(body["access_token"].as_str().unwrap(), 1)["scope"], "");
+    assert_eq!(crate::helpers::jwt_part(&again.access, 1)["scope"], "");
+}
+
+#[tokio::test]
 async fn a_refused_wider_scope_does_not_use_up_the_refresh_token() {
     let app = spawn_app().await;
     app.add_user("sal", "sals-password-1", "items me").await;

@@ -197,3 +197,26 @@ async fn an_instance_with_another_secret_is_refused_until_the_switch_is_delibera
     let kid = crate::helpers::jwt_part(body["access_token"].as_str().unwrap(), 0)["kid"].clone();
     assert_eq!(kid, serde_json::json!(portcullis_verify::shared_secret_kid(second.as_bytes())));
 }
+
+#[tokio::test]
+async fn with_json_logs_every_line_the_process_writes_is_a_json_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"]);
+
+    let server = serve_prepared(cmd, dir.path());
+    let (status, _) = login_status(&server.url, "nobody", "wrong-password-1").await;
+
+    assert_eq!(status, 401);
+    assert!(!server.stdout_first_lines.is_empty(), "the bootstrap password line");
+    for line in &server.stdout_first_lines {
+        let json: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("stdout: {line}"));
+        assert!(json["message"].as_str().unwrap().contains("created user"), "{json}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let stderr = server.stderr();
+    assert!(stderr.lines().count() > 0);
+    for line in stderr.lines() {
+        assert!(serde_json::from_str::<Value>(line).is_ok(), "stderr: {line}");
+    }
+}

@@ -41,6 +41,11 @@ fn session(id: &str, user_key: &str) -> Session {
     Session { id: id.into(), user_key: UserKey::of(user_key), scope: "items".into() }
 }
 
+/// The scopes `user()` gives.
+fn items() -> Scopes {
+    Scopes::parse("items").unwrap()
+}
+
 fn hash() -> StoredHash {
     // A cheap real bcrypt hash: these tests are about storage, not hashing.
     StoredHash::new(bcrypt::hash("some password", 4).unwrap())
@@ -112,21 +117,21 @@ async fn disabling_or_a_new_password_ends_sessions_but_a_profile_change_does_not
     for b in backends().await {
         let h = hash();
         b.store.insert_user(&user("fay", &h), 1).await.unwrap();
-        assert!(b.store.create_session(&session("s1", "fay"), &h, "r1", 100, 1).await.unwrap());
+        assert!(b.store.create_session(&session("s1", "fay"), &h, &items(), "r1", 100, 1).await.unwrap());
 
         b.store
             .update_user(&UserKey::of("fay"), &UserPatch { full_name: Some(Some("F".into())), ..Default::default() }, 2)
             .await
             .unwrap();
         let standing = b.store.token_standing(&UserKey::of("fay"), Some("s1"), "j").await.unwrap().unwrap();
-        assert!(!standing.session_ended, "{}", b.name);
+        assert!(standing.session_scope.is_some(), "{}", b.name);
 
         b.store
             .update_user(&UserKey::of("fay"), &UserPatch { disabled: Some(true), ..Default::default() }, 3)
             .await
             .unwrap();
         let standing = b.store.token_standing(&UserKey::of("fay"), Some("s1"), "j").await.unwrap().unwrap();
-        assert!(standing.session_ended && standing.user_disabled, "{}", b.name);
+        assert!(standing.session_scope.is_none() && standing.user_disabled, "{}", b.name);
     }
 }
 
@@ -140,13 +145,17 @@ async fn a_session_does_not_start_if_the_hash_changed_or_the_user_was_disabled_m
             .await
             .unwrap();
 
-        assert!(!b.store.create_session(&session("s1", "gus"), &old, "r1", 100, 3).await.unwrap(), "{}", b.name);
-        assert!(b.store.create_session(&session("s2", "gus"), &new, "r2", 100, 3).await.unwrap());
+        assert!(
+            !b.store.create_session(&session("s1", "gus"), &old, &items(), "r1", 100, 3).await.unwrap(),
+            "{}",
+            b.name
+        );
+        assert!(b.store.create_session(&session("s2", "gus"), &new, &items(), "r2", 100, 3).await.unwrap());
         b.store
             .update_user(&UserKey::of("gus"), &UserPatch { disabled: Some(true), ..Default::default() }, 4)
             .await
             .unwrap();
-        assert!(!b.store.create_session(&session("s3", "gus"), &new, "r3", 100, 5).await.unwrap());
+        assert!(!b.store.create_session(&session("s3", "gus"), &new, &items(), "r3", 100, 5).await.unwrap());
     }
 }
 
@@ -155,7 +164,7 @@ async fn a_rotation_retires_the_old_token_and_reuse_revokes_the_family() {
     for b in backends().await {
         let h = hash();
         b.store.insert_user(&user("hal", &h), 1).await.unwrap();
-        b.store.create_session(&session("s1", "hal"), &h, "r1", 100, 1).await.unwrap();
+        b.store.create_session(&session("s1", "hal"), &h, &items(), "r1", 100, 1).await.unwrap();
 
         let first = b.store.rotate_refresh_token("r1", "r2", 200, 2).await.unwrap();
         assert_eq!(first, Rotation::Rotated(session("s1", "hal")), "{}", b.name);
@@ -166,7 +175,15 @@ async fn a_rotation_retires_the_old_token_and_reuse_revokes_the_family() {
             "family revoked"
         );
         assert_eq!(b.store.rotate_refresh_token("unknown", "r5", 200, 4).await.unwrap(), Rotation::Invalid);
-        assert!(b.store.token_standing(&UserKey::of("hal"), Some("s1"), "j").await.unwrap().unwrap().session_ended);
+        assert!(
+            b.store
+                .token_standing(&UserKey::of("hal"), Some("s1"), "j")
+                .await
+                .unwrap()
+                .unwrap()
+                .session_scope
+                .is_none()
+        );
     }
 }
 
@@ -175,7 +192,7 @@ async fn an_expired_refresh_token_does_not_rotate() {
     for b in backends().await {
         let h = hash();
         b.store.insert_user(&user("ivy", &h), 1).await.unwrap();
-        b.store.create_session(&session("s1", "ivy"), &h, "r1", 100, 1).await.unwrap();
+        b.store.create_session(&session("s1", "ivy"), &h, &items(), "r1", 100, 1).await.unwrap();
 
         assert_eq!(b.store.rotate_refresh_token("r1", "r2", 300, 100).await.unwrap(), Rotation::Invalid, "{}", b.name);
     }
@@ -188,7 +205,7 @@ async fn concurrent_rotations_of_one_token_rotate_at_most_once() {
         b.store.insert_user(&user("jan", &h), 1).await.unwrap();
         for round in 0..5 {
             let (sid, token) = (format!("s{round}"), format!("r{round}"));
-            b.store.create_session(&session(&sid, "jan"), &h, &token, 1000, 1).await.unwrap();
+            b.store.create_session(&session(&sid, "jan"), &h, &items(), &token, 1000, 1).await.unwrap();
             let tasks: Vec<_> = (0..8)
                 .map(|i| {
                     let (store, token) = (b.store.clone(), token.clone());
@@ -232,7 +249,7 @@ async fn deleting_a_user_removes_their_sessions() {
     for b in backends().await {
         let h = hash();
         b.store.insert_user(&user("lee", &h), 1).await.unwrap();
-        b.store.create_session(&session("s1", "lee"), &h, "r1", 100, 1).await.unwrap();
+        b.store.create_session(&session("s1", "lee"), &h, &items(), "r1", 100, 1).await.unwrap();
 
         assert!(b.store.delete_user(&UserKey::of("lee")).await.unwrap(), "{}", b.name);
         assert!(b.store.refresh_token_info("r1", 2).await.unwrap().is_none());

@@ -202,6 +202,54 @@ async fn a_bcrypt_hash_is_replaced_by_argon2id_after_a_good_login() {
     assert_eq!(app.login("legacy", "legacy-password").await.status(), 200);
 }
 
+/// The FastAPI tutorial's user: `johndoe`, password `secret`, its bcrypt hash.
+async fn add_tutorial_user(app: &crate::helpers::TestApp) {
+    let user = portcullis::store::NewUser {
+        username: portcullis::domain::Username::parse("johndoe").unwrap(),
+        email: None,
+        full_name: None,
+        scopes: Default::default(),
+        disabled: false,
+        password_hash: portcullis::auth::password::StoredHash::new(
+            "$2b$12$EixZaYVK1fsbw1ZfbX3OXePaWxn96p36WQoeG6Lruj3vjPGga31lW".into(),
+        ),
+    };
+    app.state.store.insert_user(&user, 0).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hash_upgrade_never_costs_a_login_in_a_row() {
+    let app = spawn_app().await;
+    add_tutorial_user(&app).await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(app.login("johndoe", "secret").await.status().as_u16());
+    }
+
+    assert_eq!(statuses, [200, 200, 200, 200]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hash_upgrade_never_costs_a_login_running_at_the_same_time() {
+    let app = spawn_with(|c| c.hash_threads = 4).await;
+    add_tutorial_user(&app).await;
+
+    let logins: Vec<_> = (0..4)
+        .map(|_| {
+            let url = app.url.clone();
+            tokio::spawn(async move { crate::helpers::post_login(&url, "johndoe", "secret").await.status().as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for login in logins {
+        statuses.push(login.await.unwrap());
+    }
+
+    assert_eq!(statuses, [200, 200, 200, 200]);
+    assert_eq!(app.login("johndoe", "wrong-secret").await.status(), 401);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_logins_gets_503s_but_token_checks_keep_answering() {
     // One hashing thread, room for two waiting logins.
