@@ -1,4 +1,5 @@
-//! The `portcullis` binary: parse the command line, set up logging, run.
+//! The `portcullis` binary: parse the command line and run it (each command
+//! sets up its own logging); exit 69 when the database is unavailable.
 
 use std::process::ExitCode;
 
