@@ -79,7 +79,12 @@ pub fn state_of(row: &KeyRow, now: UnixTime, ttl: i64) -> KeyState {
 type Snapshot = Vec<(KeyRow, KeyState)>;
 
 fn snapshot(rows: Vec<KeyRow>, now: UnixTime, ttl: i64) -> Snapshot {
-    rows.into_iter().map(|row| (state_of(&row, now, ttl), row)).map(|(state, row)| (row, state)).collect()
+    rows.into_iter()
+        .map(|row| {
+            let state = state_of(&row, now, ttl);
+            (row, state)
+        })
+        .collect()
 }
 
 /// The keys unsealed from one snapshot.
