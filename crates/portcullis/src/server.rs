@@ -115,6 +115,7 @@ async fn prune(state: AppState) {
         tick.tick().await;
         // Sessions stay until their last access token has expired too.
         let now = state.clock.now();
+        state.throttle.prune(now);
         match state.store.prune(now - access_ttl, now - state.throttle.window_secs()).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(rows = n, "pruned expired tokens and sessions"),

@@ -7,7 +7,7 @@
 //! instead of queueing without end.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -37,6 +37,8 @@ pub struct HashPool {
     legacy_cost: Arc<AtomicU32>,
     /// Dummy bcrypt hashes by cost, made on first need.
     bcrypt_dummies: Arc<Mutex<HashMap<u32, StoredHash>>>,
+    /// Jobs accepted so far (for metrics, and tests that a path hashes not).
+    accepted: Arc<AtomicU64>,
 }
 
 /// The extra, throw-away work a verification does so that its time does not
@@ -91,6 +93,7 @@ impl HashPool {
             dummy,
             legacy_cost: Arc::new(AtomicU32::new(0)),
             bcrypt_dummies: Arc::new(Mutex::new(HashMap::new())),
+            accepted: Arc::default(),
         }
     }
 
@@ -108,10 +111,15 @@ impl HashPool {
             let _ = tx.send(f());
         });
         match self.jobs.try_send(job) {
-            Ok(()) => {}
+            Ok(()) => self.accepted.fetch_add(1, Ordering::Relaxed),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => return Err(Busy),
-        }
+        };
         rx.await.map_err(|_| Busy)
+    }
+
+    /// How many jobs the pool has accepted since it started.
+    pub fn jobs_accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// Hashes a new password.

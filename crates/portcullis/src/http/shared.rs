@@ -30,7 +30,9 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// Parses, hashes and stores the user.
+    /// Parses, hashes and stores the user. A taken name is refused before
+    /// the password is hashed, so asking for `admin` again and again costs
+    /// a query, not a hash.
     ///
     /// # Errors
     /// `422` naming the field that breaks a rule; `409` when the name is
@@ -42,14 +44,22 @@ impl Registration {
             NewPassword::parse(self.password).map_err(|e| ApiError::Unprocessable(format!("password: {e}")))?;
         let email = parse_email(self.email)?;
         let full_name = parse_full_name(self.full_name)?;
+        if state.store.user_by_key(username.key()).await?.is_some() {
+            return Err(taken());
+        }
         let password_hash = state.hasher.hash(password.expose().to_owned()).await?;
         let user = NewUser { username, email, full_name, scopes, disabled, password_hash };
         match state.store.insert_user(&user, state.clock.now()).await {
             Ok(stored) => Ok(Profile::from(&stored)),
-            Err(StoreError::Conflict) => Err(ApiError::Conflict("username is already taken".into())),
+            // Taken while we hashed.
+            Err(StoreError::Conflict) => Err(taken()),
             Err(e) => Err(e.into()),
         }
     }
+}
+
+fn taken() -> ApiError {
+    ApiError::Conflict("username is already taken".into())
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field.

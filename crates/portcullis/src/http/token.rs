@@ -15,12 +15,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use std::net::IpAddr;
-
 use super::client::ClientAddr;
 use super::input::OAuthForm;
 use super::shared::no_store;
 use crate::auth::password::Verdict;
+use crate::auth::throttle::Origin;
 use crate::auth::tokens::{new_refresh_token, refresh_token_hash};
 use crate::clock::UnixTime;
 use crate::domain::{Scopes, UserKey, Username};
@@ -155,14 +154,16 @@ pub async fn token(
     form: OAuthForm,
 ) -> ApiResult<Response> {
     match Grant::from_form(&form)? {
-        Grant::Password { username, password, scope } => password_grant(&state, addr, username, password, scope).await,
+        Grant::Password { username, password, scope } => {
+            password_grant(&state, addr.as_ref(), username, password, scope).await
+        }
         Grant::RefreshToken { refresh_token, scope } => refresh_grant(&state, refresh_token, scope).await,
     }
 }
 
 async fn password_grant(
     state: &AppState,
-    addr: Option<IpAddr>,
+    addr: Option<&Origin>,
     username: &str,
     password: &str,
     scope: Option<&str>,
@@ -171,11 +172,9 @@ async fn password_grant(
     // `None`: a name no user can have, which never reaches the database.
     let lookup = Username::lookup_key(username);
     let key = lookup.clone().unwrap_or_else(|| UserKey::of(username));
-    // Counted before any hashing: a throttled guesser costs us one query.
-    // Unknown names count too, so both answer the same way.
-    if let Some(wait) = state.throttle.attempt(&key, addr, state.clock.now()).await? {
-        return Err(ApiError::Throttled(wait));
-    }
+    // Asked before any hashing: a throttled guesser costs no hash. Unknown
+    // names count too, so both answer the same way.
+    let attempt = state.throttle.login(&key, addr, state.clock.now()).await?.map_err(ApiError::Throttled)?;
     let user = match lookup {
         Some(key) => state.store.user_by_key(&key).await?,
         None => None,
@@ -183,9 +182,10 @@ async fn password_grant(
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let verdict = state.hasher.verify(password.to_owned(), stored).await?;
     let (Verdict::Right { rehash }, Some(user)) = (verdict, user) else {
+        attempt.failed(state.clock.now()).await?;
         return Err(wrong_credentials());
     };
-    state.throttle.succeeded(&key, addr).await?;
+    attempt.succeeded().await?;
     if user.disabled {
         return Err(ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidGrant, "Inactive user"));
     }

@@ -152,14 +152,13 @@ pub async fn change_password(
     let key = account.username.key();
     let now = state.clock.now();
     // A stolen access token must not become a way to guess the password.
-    if let Some(wait) = state.throttle.attempt(key, addr, now).await? {
-        return Err(ApiError::Throttled(wait));
-    }
+    let attempt = state.throttle.login(key, addr.as_ref(), now).await?.map_err(ApiError::Throttled)?;
     let verdict = state.hasher.verify(change.current_password, Some(account.password_hash.clone())).await?;
     if verdict == Verdict::Wrong {
+        attempt.failed(state.clock.now()).await?;
         return Err(ApiError::BadRequest("current_password is incorrect".into()));
     }
-    state.throttle.succeeded(key, addr).await?;
+    attempt.succeeded().await?;
     let new = NewPassword::parse(change.new_password)?;
     let hash = state.hasher.hash(new.expose().to_owned()).await?;
     let patch = UserPatch { password_hash: Some(hash), ..UserPatch::default() };
@@ -177,16 +176,20 @@ pub async fn change_password(
         (status = 403, description = "Registration is off"),
         (status = 409, description = "Username taken"),
         (status = 422, description = "A field breaks a rule"),
+        (status = 429, description = "Too many registrations from this address; see Retry-After"),
     )
 )]
 #[instrument(skip_all)]
 pub async fn register(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     ApiJson(registration): ApiJson<Registration>,
 ) -> ApiResult<(StatusCode, Json<Profile>)> {
     if !state.settings.allow_registration {
         return Err(ApiError::Forbidden("registration is off on this server (see --allow-registration)".into()));
     }
+    // Every attempt costs a hash or a query: one address gets a few.
+    state.throttle.registration(addr.as_ref(), state.clock.now()).await?.map_err(ApiError::Throttled)?;
     let profile = registration.create(&state, Scopes::default(), false).await?;
     Ok((StatusCode::CREATED, Json(profile)))
 }

@@ -242,13 +242,13 @@ pub trait Store: Send + Sync + 'static {
     /// `attempts_before`. Returns how many rows went.
     async fn prune(&self, before: UnixTime, attempts_before: UnixTime) -> StoreResult<u64>;
 
-    /// Counts an attempt in `bucket`; a window older than `window` seconds
-    /// starts over. Returns the attempts in the current window and when it
-    /// started. One statement, so racing instances all count.
-    async fn count_attempt(&self, bucket: &str, now: UnixTime, window: i64) -> StoreResult<(i64, UnixTime)>;
+    /// Counts a failure in `bucket`; a window older than `window` seconds
+    /// starts over. Returns the failures in the current window and when it
+    /// started, as every instance counted them.
+    async fn record_failure(&self, bucket: &str, now: UnixTime, window: i64) -> StoreResult<(i64, UnixTime)>;
 
-    /// Takes one attempt back from `bucket` (a login that succeeded).
-    async fn forgive_attempt(&self, bucket: &str) -> StoreResult<()>;
+    /// The failures in `bucket`'s current window and when it started, if any.
+    async fn failures(&self, bucket: &str, now: UnixTime, window: i64) -> StoreResult<Option<(i64, UnixTime)>>;
 
     /// Forgets a bucket's attempts.
     async fn clear_attempts(&self, bucket: &str) -> StoreResult<()>;

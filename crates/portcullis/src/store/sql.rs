@@ -399,7 +399,7 @@ impl Store for SqlStore<Db> {
         Ok(gone)
     }
 
-    async fn count_attempt(&self, bucket: &str, now: UnixTime, window: i64) -> StoreResult<(i64, UnixTime)> {
+    async fn record_failure(&self, bucket: &str, now: UnixTime, window: i64) -> StoreResult<(i64, UnixTime)> {
         let counted: (i64, i64) = sqlx::query_as(
             "insert into login_failures (bucket, failures, window_start) values ($1, 1, $2)
              on conflict (bucket) do update set
@@ -415,12 +415,16 @@ impl Store for SqlStore<Db> {
         Ok(counted)
     }
 
-    async fn forgive_attempt(&self, bucket: &str) -> StoreResult<()> {
-        sqlx::query("update login_failures set failures = failures - 1 where bucket = $1 and failures > 0")
-            .bind(bucket)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    async fn failures(&self, bucket: &str, now: UnixTime, window: i64) -> StoreResult<Option<(i64, UnixTime)>> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "select failures, window_start from login_failures where bucket = $1 and window_start > $2 - $3",
+        )
+        .bind(bucket)
+        .bind(now)
+        .bind(window)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
     }
 
     async fn clear_attempts(&self, bucket: &str) -> StoreResult<()> {

@@ -304,15 +304,17 @@ async fn racing_first_keys_leave_exactly_one() {
 }
 
 #[tokio::test]
-async fn attempts_count_in_a_window_and_can_be_forgiven_or_cleared() {
+async fn failures_count_in_a_window_and_can_be_read_or_cleared() {
     for b in backends().await {
-        assert_eq!(b.store.count_attempt("user:x", 100, 60).await.unwrap(), (1, 100), "{}", b.name);
-        assert_eq!(b.store.count_attempt("user:x", 110, 60).await.unwrap(), (2, 100));
-        b.store.forgive_attempt("user:x").await.unwrap();
-        assert_eq!(b.store.count_attempt("user:x", 120, 60).await.unwrap(), (2, 100));
-        assert_eq!(b.store.count_attempt("user:x", 161, 60).await.unwrap(), (1, 161), "a new window");
+        assert_eq!(b.store.failures("user:x", 100, 60).await.unwrap(), None, "{}", b.name);
+        assert_eq!(b.store.record_failure("user:x", 100, 60).await.unwrap(), (1, 100), "{}", b.name);
+        assert_eq!(b.store.record_failure("user:x", 110, 60).await.unwrap(), (2, 100));
+        assert_eq!(b.store.failures("user:x", 120, 60).await.unwrap(), Some((2, 100)));
+        assert_eq!(b.store.failures("user:x", 160, 60).await.unwrap(), None, "the window ended");
+        assert_eq!(b.store.record_failure("user:x", 161, 60).await.unwrap(), (1, 161), "a new window");
         b.store.clear_attempts("user:x").await.unwrap();
-        assert_eq!(b.store.count_attempt("user:x", 170, 60).await.unwrap(), (1, 170));
+        assert_eq!(b.store.failures("user:x", 162, 60).await.unwrap(), None);
+        assert_eq!(b.store.record_failure("user:x", 170, 60).await.unwrap(), (1, 170));
         assert_eq!(b.store.prune(0, 171).await.unwrap(), 1);
     }
 }

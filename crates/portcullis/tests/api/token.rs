@@ -256,7 +256,7 @@ async fn a_flood_of_logins_gets_503s_but_token_checks_keep_answering() {
     let app = spawn_with(|c| {
         c.hash_threads = 1;
         c.hash_queue = 2;
-        c.throttle.per_account = 1000;
+        c.throttle.per_pair = 1000;
         c.throttle.per_address = 1000;
     })
     .await;
