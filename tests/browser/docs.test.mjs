@@ -14,6 +14,11 @@
 // Uses playwright-core only (it never downloads a browser) with Debian's
 // chromium. Every request the browser makes must go to 127.0.0.1/localhost:
 // anything else is aborted and fails the test.
+//
+// /docs is served with a strict Content-Security-Policy: the page must work
+// under it without a single violation, and after logging in neither
+// localStorage nor sessionStorage (nor a cookie) may hold the password or a
+// token (Swagger UI's persistAuthorization would put them in localStorage).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -65,6 +70,7 @@ test('Swagger UI: OAuth2 password login, then Try it out on GET /users/me', { ti
   const foreign = [];
   const consoleErrors = [];
   const pageErrors = [];
+  const cspViolations = [];
 
   const userDataDir = await mkdtemp(path.join(tmpdir(), 'portcullis-chromium-'));
   let context;
@@ -90,6 +96,17 @@ test('Swagger UI: OAuth2 password login, then Try it out on GET /users/me', { ti
       isLocal(route.request().url()) ? route.continue() : route.abort('blockedbyclient'),
     );
 
+    // Every CSP violation the page sees, reported from inside it (Chromium
+    // also logs each one as a console error, checked at the end too).
+    await context.exposeFunction('__portcullisCspViolation', (v) => cspViolations.push(v));
+    await context.addInitScript(() => {
+      document.addEventListener('securitypolicyviolation', (e) => {
+        window.__portcullisCspViolation(
+          `${e.effectiveDirective} blocked ${e.blockedURI || '(inline)'} at ${e.sourceFile}:${e.lineNumber}: ${e.sample}`,
+        );
+      });
+    });
+
     page = context.pages()[0] ?? (await context.newPage());
     page.on('console', (msg) => {
       if (msg.type() === 'error') consoleErrors.push(msg.text());
@@ -100,6 +117,24 @@ test('Swagger UI: OAuth2 password login, then Try it out on GET /users/me', { ti
     const nav = await page.goto(`${BASE_URL}/docs`, { waitUntil: 'domcontentloaded' });
     assert.ok(nav, 'no response for /docs');
     assert.equal(nav.status(), 200, `GET /docs (final URL ${page.url()}) answered ${nav.status()}`);
+    const csp = (await nav.headerValue('content-security-policy')) ?? '';
+    const directives = new Map(
+      csp
+        .split(';')
+        .map((d) => d.trim().split(/\s+/))
+        .filter((d) => d[0])
+        .map(([name, ...sources]) => [name, sources]),
+    );
+    assert.deepEqual(directives.get('default-src'), ["'self'"], `CSP of /docs/: ${csp}`);
+    assert.deepEqual(directives.get('script-src'), ["'self'"], `CSP of /docs/: ${csp}`);
+    assert.deepEqual(directives.get('frame-ancestors'), ["'none'"], `CSP of /docs/: ${csp}`);
+    assert.deepEqual(directives.get('object-src'), ["'none'"], `CSP of /docs/: ${csp}`);
+    assert.ok(
+      (directives.get('style-src') ?? []).every((s) => s === "'self'" || s.startsWith("'sha256-")),
+      `CSP of /docs/: style-src allows more than 'self' and hashes: ${csp}`,
+    );
+    assert.ok(!/unsafe-(inline|eval)/.test(csp), `CSP of /docs/ allows unsafe-inline/unsafe-eval: ${csp}`);
+    assert.equal(await nav.headerValue('x-content-type-options'), 'nosniff');
 
     // 2. Wait for Swagger UI to load the OpenAPI document and render operations.
     await page.locator('#swagger-ui .swagger-ui').first().waitFor({ state: 'attached' });
@@ -148,6 +183,9 @@ test('Swagger UI: OAuth2 password login, then Try it out on GET /users/me', { ti
     const tokenForm = new URLSearchParams(tokenResponse.request().postData() ?? '');
     assert.equal(tokenForm.get('grant_type'), 'password');
     assert.equal(tokenForm.get('username'), USER);
+    assert.equal(await tokenResponse.headerValue('cache-control'), 'no-store');
+    const issued = JSON.parse(tokenBody);
+    assert.ok(issued.access_token && issued.refresh_token, `token response lacks a token: ${tokenBody}`);
 
     // 6. The dialog must show the logged-in state.
     const logout = oauth.locator('.auth-btn-wrapper button', { hasText: 'Logout' });
@@ -208,15 +246,51 @@ test('Swagger UI: OAuth2 password login, then Try it out on GET /users/me', { ti
     assert.equal(shown.username, USER, `response body shown: ${bodyText}`);
     assert.equal(shown.disabled, false, `response body shown: ${bodyText}`);
     assert.ok(Array.isArray(shown.scopes), `response body shown has no scopes array: ${bodyText}`);
+    assert.equal(await meResponse.headerValue('cache-control'), 'no-store');
 
-    // 11. Nothing may have left the machine.
+    // 11. No credential in the browser's storage: every key and value of
+    // localStorage and sessionStorage, and every cookie, is searched for the
+    // password and both tokens (whole, or just a JWT's signature).
+    const storage = await page.evaluate(() => {
+      const dump = (store) =>
+        Object.fromEntries(
+          Array.from({ length: store.length }, (_, i) => store.key(i)).map((k) => [k, store.getItem(k)]),
+        );
+      return { localStorage: dump(window.localStorage), sessionStorage: dump(window.sessionStorage) };
+    });
+    storage.cookies = await context.cookies();
+    const stored = JSON.stringify(storage);
+    const secrets = {
+      password: PASSWORD,
+      'access token': issued.access_token,
+      'access token signature': issued.access_token.split('.').pop(),
+      'refresh token': issued.refresh_token,
+    };
+    for (const [what, secret] of Object.entries(secrets)) {
+      assert.ok(!stored.includes(secret), `the browser's storage holds the ${what}: ${stored}`);
+    }
+    t.diagnostic(`browser storage after login: ${stored}`);
+
+    // 12. A reload forgets the login: the top Authorize button is unlocked.
+    await page.reload({ waitUntil: 'domcontentloaded' });
+    await page.locator('.swagger-ui .opblock').first().waitFor({ state: 'visible' });
+    const top = page.locator('.swagger-ui .auth-wrapper button.authorize');
+    await top.waitFor({ state: 'visible' });
+    assert.ok(!(await top.evaluate((b) => b.classList.contains('locked'))), 'the login survived a reload');
+
+    // 13. Nothing may have left the machine, and the page ran under its CSP
+    // without a single violation.
     assert.deepEqual(foreign, [], `the page made requests off this machine:\n${foreign.join('\n')}`);
     assert.deepEqual(pageErrors, [], `uncaught errors in the page:\n${pageErrors.join('\n')}`);
+    assert.deepEqual(cspViolations, [], `Content-Security-Policy violations:\n${cspViolations.join('\n')}`);
+    const cspConsole = consoleErrors.filter((m) => /Content Security Policy/i.test(m));
+    assert.deepEqual(cspConsole, [], `Content-Security-Policy errors in the console:\n${cspConsole.join('\n')}`);
   } catch (err) {
     t.diagnostic(`requests made (${requests.length}):`);
     for (const r of requests) t.diagnostic(`  ${r}`);
     for (const m of consoleErrors) t.diagnostic(`console error: ${m}`);
     for (const m of pageErrors) t.diagnostic(`page error: ${m}`);
+    for (const m of cspViolations) t.diagnostic(`CSP violation: ${m}`);
     if (page) t.diagnostic(`page URL at failure: ${page.url()}`);
     throw err;
   } finally {

@@ -2,9 +2,10 @@
 //! (the vendored Swagger UI build: no CDN at run time, no download at build).
 
 use axum::Router;
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::openapi::OpenApi as Document;
 use utoipa::openapi::security::{Flow, OAuth2, Password, Scopes, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -41,11 +42,49 @@ impl Modify for PasswordFlow {
     }
 }
 
+/// The one inline style Swagger UI needs: the `<style>` React puts in the
+/// top bar's logo (an SVG, in `swagger-ui-standalone-preset.js`), allowed by
+/// its hash rather than by `'unsafe-inline'`.
+pub const LOGO_STYLE: &str = ".logo_small_svg__cls-2{fill:#fff}.logo_small_svg__cls-3{fill:#85ea2d}";
+
+/// The Content-Security-Policy of every response under `/docs`.
+///
+/// The vendored Swagger UI's `index.html` has no inline script: it loads
+/// `swagger-ui-bundle.js`, the preset and `swagger-initializer.js` (where
+/// the configuration goes) from `/docs/`, so scripts are `'self'` only, with
+/// no hash, nonce, `'unsafe-inline'` or `'unsafe-eval'`. Two relaxations:
+/// - `style-src` also allows [`LOGO_STYLE`] by its SHA-256, and nothing else
+///   inline: `'unsafe-inline'` would let injected markup bring its own CSS
+///   (to redress the Authorize dialog, or leak data through selectors).
+///   (The `style` attributes React sets go through the CSSOM, which CSP
+///   does not govern.)
+/// - `img-src data:`: `swagger-ui.css` draws its icons (arrows, lock,
+///   close, …) as `data:image/svg+xml` and `data:image/png` URLs.
+///
+/// `connect-src 'self'` covers `../openapi.json`, `/token` and "Try it
+/// out"; no form is submitted natively, and the page is never framed.
+pub fn content_security_policy() -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let logo = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(LOGO_STYLE));
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'sha256-{logo}'; img-src 'self' data:; \
+         connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+    )
+}
+
 /// `/openapi.json` and `/docs`.
 pub fn router<S: Clone + Send + Sync + 'static>(doc: Document) -> Router<S> {
     let json = doc.to_json().expect("the OpenAPI document serializes");
-    // Relative to /docs/, so a proxy prefix keeps working.
-    let config = Config::new(["../openapi.json"]).persist_authorization(true).validator_url("none");
+    // Relative to /docs/, so a proxy prefix keeps working. Authorization is
+    // not persisted: Swagger UI would keep the typed username and password
+    // and the tokens in localStorage, across restarts, for any script on
+    // this origin to read. Its default (false) keeps them in memory only.
+    let config = Config::new(["../openapi.json"]).validator_url("none");
+    let ui = Router::from(SwaggerUi::new("/docs").config(config)).layer(SetResponseHeaderLayer::overriding(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_str(&content_security_policy()).expect("the policy is a valid header value"),
+    ));
     Router::new()
         .route(
             "/openapi.json",
@@ -54,5 +93,5 @@ pub fn router<S: Clone + Send + Sync + 'static>(doc: Document) -> Router<S> {
                 async move { ([(header::CONTENT_TYPE, "application/json")], json).into_response() }
             }),
         )
-        .merge(SwaggerUi::new("/docs").config(config))
+        .merge(ui)
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -36,10 +37,12 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     let (api, doc) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
-        .merge(token::router())
-        .merge(sessions::router(&state))
-        .merge(users::router())
-        .merge(admin::router(&state))
+        // Everything these answer, errors included, names or carries a
+        // credential, a token or a profile: none of it may be cached.
+        .merge(token::router().layer(map_response(uncacheable)))
+        .merge(sessions::router(&state).layer(map_response(uncacheable)))
+        .merge(users::router().layer(map_response(uncacheable)))
+        .merge(admin::router(&state).layer(map_response(uncacheable)))
         .merge(wellknown::router())
         .merge(health::router())
         .split_for_parts();
@@ -50,11 +53,7 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::max(input::BODY_LIMIT))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(axum::middleware::map_response(json_error_body))
+        .layer(map_response(json_error_body))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(CatchPanicLayer::custom(|_| {
             (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({ "detail": "internal error" }))).into_response()
@@ -73,6 +72,17 @@ pub fn app(state: AppState) -> Router {
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        // Outermost, so the timeout's 408 and the panic 500 carry it too.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+}
+
+/// `Cache-Control: no-store` on a whole route group (the layer form of
+/// [`shared::no_store`]).
+async fn uncacheable(response: Response) -> Response {
+    shared::no_store(response)
 }
 
 /// Gives a JSON `detail` to error responses made without a body (by a
@@ -92,10 +102,13 @@ async fn json_error_body(response: Response) -> Response {
     Response::from_parts(parts, body)
 }
 
+// The router's own answers to an unknown path or method: never cached. Both
+// statuses are cacheable by default (RFC 9111 §4.2.2), and the 405 replaces
+// the route groups' own (so `GET /token` would escape `uncacheable`).
 async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, axum::Json(json!({ "detail": "Not Found" }))).into_response()
+    shared::no_store((StatusCode::NOT_FOUND, axum::Json(json!({ "detail": "Not Found" }))))
 }
 
 async fn method_not_allowed() -> Response {
-    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(json!({ "detail": "Method Not Allowed" }))).into_response()
+    shared::no_store((StatusCode::METHOD_NOT_ALLOWED, axum::Json(json!({ "detail": "Method Not Allowed" }))))
 }
