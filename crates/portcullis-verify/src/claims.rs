@@ -64,15 +64,26 @@ pub(crate) struct Expectations {
     pub issuer: Option<String>,
     pub audiences: Vec<String>,
     pub leeway: i64,
+    /// Longest `exp - iat` accepted.
+    pub max_lifetime: i64,
 }
 
 /// Clock skew tolerated by default: a few seconds covers NTP-synchronised
 /// machines, and a token issued one second early on another host.
 pub(crate) const DEFAULT_LEEWAY_SECS: i64 = 5;
 
+/// Longest token lifetime accepted by default: a day, far above any access
+/// token's, far below "never expires".
+pub(crate) const DEFAULT_MAX_LIFETIME_SECS: i64 = 24 * 3600;
+
 impl Default for Expectations {
     fn default() -> Self {
-        Expectations { issuer: None, audiences: Vec::new(), leeway: DEFAULT_LEEWAY_SECS }
+        Expectations {
+            issuer: None,
+            audiences: Vec::new(),
+            leeway: DEFAULT_LEEWAY_SECS,
+            max_lifetime: DEFAULT_MAX_LIFETIME_SECS,
+        }
     }
 }
 
@@ -115,6 +126,14 @@ impl Claims {
         }
         if self.nbf > now.saturating_add(want.leeway) {
             return Err(TokenError::invalid("token is not valid yet"));
+        }
+        if self.iat > now.saturating_add(want.leeway) {
+            return Err(TokenError::invalid("token was issued in the future"));
+        }
+        // Whoever holds the key could otherwise mint a token that never
+        // expires (and whose deny-list entry would never be pruned).
+        if self.exp.saturating_sub(self.iat) > want.max_lifetime {
+            return Err(TokenError::invalid("token lives longer than any token this issuer makes"));
         }
         if let Some(issuer) = &want.issuer {
             if &self.iss != issuer {

@@ -120,6 +120,13 @@ impl VerifierBuilder {
         self
     }
 
+    /// Longest lifetime (`exp - iat`, seconds) a token may claim (default a
+    /// day); the server sets its access-token lifetime.
+    pub fn max_lifetime(mut self, seconds: i64) -> Self {
+        self.expect.max_lifetime = seconds;
+        self
+    }
+
     /// Read the time (Unix seconds) from `clock` instead of the system
     /// clock: the server passes its own, which tests can move forward.
     pub fn clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
@@ -315,6 +322,11 @@ impl Verifier {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::invalid("malformed token"))?;
         if !is_access_token_type(header.typ.as_deref()) {
             return Err(TokenError::invalid("not an access token (typ must be at+jwt)").into());
+        }
+        // RFC 7515 §4.1.11: extensions listed as critical must be
+        // understood, and this verifier understands none.
+        if header.crit.is_some() {
+            return Err(TokenError::invalid("token names critical header extensions").into());
         }
         let keys = self.keys();
         let key = keys.find(header.kid.as_deref()).ok_or(Failure::UnknownKey)?;

@@ -155,6 +155,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTCULLIS_DATABASE_TIMEOUT", value_name = "DURATION")]
     pub database_timeout: Option<String>,
 
+    /// Most client connections open at once; past it a new connection is
+    /// closed at once [default: 1024].
+    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
     /// Algorithm of the first signing key of a new database [default: HS256];
     /// later changes go through `keys rotate --algorithm`.
     #[arg(long, env = "PORTCULLIS_ALGORITHM", value_enum)]

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::auth::secret_key::{self, Secrets};
 use crate::auth::throttle::ThrottleSettings;
 use crate::cli::{GlobalArgs, KeyAlgorithm, LogFormat, ServeArgs};
+use crate::listen::ConnectionLimits;
 use crate::store::PoolSettings;
 
 /// The database used when none is named.
@@ -36,6 +37,7 @@ pub struct FileConfig {
     algorithm: Option<String>,
     database_pool_size: Option<u32>,
     database_timeout: Option<String>,
+    max_connections: Option<usize>,
     #[serde(default, deserialize_with = "string_or_list")]
     trusted_proxies: Option<Vec<String>>,
 }
@@ -166,6 +168,8 @@ pub struct ServeConfig {
     pub hash_threads: usize,
     /// Logins that may wait for a hashing thread before `/token` answers 503.
     pub hash_queue: usize,
+    /// Connection timeouts and bound.
+    pub connections: ConnectionLimits,
 }
 
 impl ServeConfig {
@@ -217,6 +221,13 @@ impl ServeConfig {
         if let Some(text) = args.database_timeout.or(file.database_timeout.clone()) {
             pool.acquire_timeout = parse_duration(&text).context("database_timeout")?;
         }
+        let mut connections = ConnectionLimits::default();
+        if let Some(max) = args.max_connections.or(file.max_connections) {
+            if max == 0 {
+                bail!("max_connections must be at least 1");
+            }
+            connections.max_connections = max;
+        }
         let audience = if args.audience.is_empty() { file.audience.clone().unwrap_or_default() } else { args.audience };
         let issuer = args
             .issuer
@@ -241,6 +252,7 @@ impl ServeConfig {
             // the async workers of more than their share.
             hash_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             hash_queue: 256,
+            connections,
         })
     }
 }
@@ -289,6 +301,7 @@ mod tests {
             refresh_token_ttl: None,
             database_pool_size: None,
             database_timeout: None,
+            max_connections: None,
             algorithm: None,
             bootstrap_admin_password: None,
         }

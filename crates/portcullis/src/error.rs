@@ -121,7 +121,12 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::Database(e)
+        match e {
+            StoreError::LastAdmin => ApiError::Conflict(
+                "this is the last enabled user with scope admin: give another user scope admin first".into(),
+            ),
+            e => ApiError::Database(e),
+        }
     }
 }
 

@@ -18,6 +18,8 @@ pub mod domain;
 pub mod error;
 // Routes and layers.
 pub mod http;
+// Accepting connections, with timeouts and a bound.
+pub mod listen;
 // What the process prints on stdout (text or JSON).
 pub mod output;
 // A user's public profile (API and CLI).

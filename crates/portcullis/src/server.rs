@@ -15,6 +15,7 @@ use crate::auth::tokens::TokenSettings;
 use crate::clock::Clock;
 use crate::config::ServeConfig;
 use crate::domain::{NewPassword, Scopes, Username};
+use crate::listen::ConnectionLimits;
 use crate::state::{AppState, Settings};
 use crate::store::{self, NewUser, SharedStore};
 
@@ -22,6 +23,7 @@ use crate::store::{self, NewUser, SharedStore};
 pub struct Server {
     listener: TcpListener,
     state: AppState,
+    limits: ConnectionLimits,
 }
 
 impl Server {
@@ -64,7 +66,7 @@ impl Server {
         let throttle = Throttle::new(store.clone(), config.throttle.clone());
         let state = AppState { store, keyring, hasher, throttle, clock, settings: Arc::new(settings) };
         let listener = TcpListener::bind(config.bind).await.with_context(|| format!("listening on {}", config.bind))?;
-        Ok(Server { listener, state })
+        Ok(Server { listener, state, limits: config.connections.clone() })
     }
 
     /// The address actually bound (useful with port 0).
@@ -87,10 +89,7 @@ impl Server {
         tokio::spawn(prune(state.clone()));
         tokio::spawn(watch_legacy_hashes(state.store.clone(), state.hasher.clone()));
         let app = crate::http::app(self.state);
-        axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving HTTP")
+        crate::listen::serve(self.listener, app, self.limits, shutdown_signal()).await.context("serving HTTP")
     }
 }
 

@@ -267,7 +267,8 @@ impl Keyring {
         clock: Clock,
     ) -> anyhow::Result<Self> {
         let keys = unseal_keys(store.list_keys().await?, &secrets, clock.now(), settings.access_ttl)?;
-        let mut builder = Verifier::builder(keys.verify.clone()).issuer(settings.issuer.clone());
+        let mut builder =
+            Verifier::builder(keys.verify.clone()).issuer(settings.issuer.clone()).max_lifetime(settings.access_ttl);
         // A token must name one of our audiences when we issue with one.
         for aud in &settings.audience {
             builder = builder.audience(aud.clone());

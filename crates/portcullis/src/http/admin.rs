@@ -204,6 +204,7 @@ pub struct AdminPatch {
         (status = 401, description = "Missing, invalid or expired token"),
         (status = 403, description = "The caller lacks scope admin"),
         (status = 404, description = "No such user"),
+        (status = 409, description = "The change would leave no enabled user with scope admin"),
         (status = 422, description = "A field breaks a rule"),
     )
 )]
@@ -249,6 +250,7 @@ pub async fn update_user(
         (status = 401, description = "Missing, invalid or expired token"),
         (status = 403, description = "The caller lacks scope admin"),
         (status = 404, description = "No such user"),
+        (status = 409, description = "The user is the last enabled one with scope admin"),
     )
 )]
 #[instrument(skip_all)]

@@ -137,6 +137,9 @@ pub enum StoreError {
     /// A unique value (e.g. the username) is taken.
     #[error("already exists")]
     Conflict,
+    /// The change would leave no enabled holder of scope `admin`.
+    #[error("the last enabled admin")]
+    LastAdmin,
     /// The database failed or could not be reached.
     #[error(transparent)]
     Database(#[from] sqlx::Error),

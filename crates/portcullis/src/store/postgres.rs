@@ -14,6 +14,12 @@ type Db = sqlx::Postgres;
 type DbRow = sqlx::postgres::PgRow;
 
 // On purpose: the one SQL body, compiled against this back end's types.
+/// Taken first by a change that may remove an enabled admin, with the
+/// target's key as `$1`: one such change at a time, so two admins disabling
+/// each other cannot both pass the last-admin check (READ COMMITTED would
+/// let each see the other still enabled).
+const SERIALIZE_ADMIN_CHANGES: &str = "select pg_advisory_xact_lock(7015) from (select $1::text) as target";
+
 #[allow(clippy::duplicate_mod)]
 #[path = "sql.rs"]
 mod sql;

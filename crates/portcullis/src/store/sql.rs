@@ -11,13 +11,46 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{Db, DbRow};
+use super::{Db, DbRow, SERIALIZE_ADMIN_CHANGES};
 use crate::clock::UnixTime;
 use crate::domain::{Scopes, StoredHash, UserKey, Username};
 use crate::store::{
     KeyRow, NewUser, RefreshTokenInfo, Rotation, Session, SqlStore, Store, StoreError, StoreResult, TokenStanding,
     User, UserPatch,
 };
+
+/// Refuses ([`StoreError::LastAdmin`]) a change to the user `key` (`None`:
+/// deleting them) that would leave no enabled holder of scope `admin`.
+/// Serialized with every other such change first, so two racing changes
+/// cannot each count on the other's admin.
+async fn keep_an_admin(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    key: &UserKey,
+    patch: Option<&UserPatch>,
+) -> StoreResult<()> {
+    sqlx::query(SERIALIZE_ADMIN_CHANGES).bind(key.as_str()).execute(&mut **tx).await?;
+    let row = sqlx::query("select disabled, scopes from users where username_key = $1")
+        .bind(key.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else { return Ok(()) };
+    let disabled: bool = row.try_get("disabled")?;
+    let scopes = Scopes::parse(&row.try_get::<String, _>("scopes")?).unwrap_or_default();
+    let is_admin = |disabled: bool, scopes: &Scopes| !disabled && scopes.contains("admin");
+    let stays_admin =
+        patch.is_some_and(|p| is_admin(p.disabled.unwrap_or(disabled), p.scopes.as_ref().unwrap_or(&scopes)));
+    if !is_admin(disabled, &scopes) || stays_admin {
+        return Ok(());
+    }
+    let (others,): (i64,) = sqlx::query_as(
+        "select count(*) from users
+         where username_key <> $1 and disabled = false and (' ' || scopes || ' ') like '% admin %'",
+    )
+    .bind(key.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+    if others == 0 { Err(StoreError::LastAdmin) } else { Ok(()) }
+}
 
 fn user_from_row(row: &DbRow) -> StoreResult<User> {
     let scopes: String = row.try_get("scopes")?;
@@ -126,13 +159,19 @@ impl Store for SqlStore<Db> {
     }
 
     async fn delete_user(&self, key: &UserKey) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        keep_an_admin(&mut tx, key, None).await?;
         let done =
-            sqlx::query("delete from users where username_key = $1").bind(key.as_str()).execute(&self.pool).await?;
+            sqlx::query("delete from users where username_key = $1").bind(key.as_str()).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn update_user(&self, key: &UserKey, patch: &UserPatch, now: UnixTime) -> StoreResult<Option<User>> {
         let mut tx = self.pool.begin().await?;
+        if patch.scopes.is_some() || patch.disabled == Some(true) {
+            keep_an_admin(&mut tx, key, Some(patch)).await?;
+        }
         // Each field is set only when the patch carries it: `$n_set` flags
         // keep this one statement instead of one per combination.
         let done = sqlx::query(

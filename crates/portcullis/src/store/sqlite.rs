@@ -14,6 +14,12 @@ type Db = sqlx::Sqlite;
 type DbRow = sqlx::sqlite::SqliteRow;
 
 // On purpose: the one SQL body, compiled against this back end's types.
+/// Taken first by a change that may remove an enabled admin, with the
+/// target's key as `$1`: a write, so the transaction holds SQLite's single
+/// write lock before it reads (a read first would fail, not wait, when
+/// another writer commits in between).
+const SERIALIZE_ADMIN_CHANGES: &str = "update users set updated_at = updated_at where username_key = $1";
+
 #[allow(clippy::duplicate_mod)]
 #[path = "sql.rs"]
 mod sql;

@@ -229,3 +229,80 @@ async fn a_non_ascii_name_is_found_patched_and_deleted_by_any_spelling() {
     assert_eq!(call(&app, reqwest::Method::DELETE, path, &admin, None).await.status(), 204);
     assert_eq!(app.login("Ångström", "angstroms-password-1").await.status(), 401);
 }
+
+#[tokio::test]
+async fn the_last_enabled_admin_cannot_be_deleted_disabled_or_demoted() {
+    let app = spawn_app().await;
+    let admin = app.access_token("admin", ADMIN_PASSWORD).await;
+    app.add_user("bob", "bobs-password-1", "items").await;
+    let changes = [
+        (reqwest::Method::DELETE, None),
+        (reqwest::Method::PATCH, Some(json!({"disabled": true}))),
+        (reqwest::Method::PATCH, Some(json!({"scopes": ["items"]}))),
+        (reqwest::Method::PATCH, Some(json!({"scopes": []}))),
+        (reqwest::Method::PATCH, Some(json!({"scopes": ["items"], "disabled": false}))),
+    ];
+    // Every path into "no enabled admin", and every spelling of the name.
+    for path in ["/admin/users/admin", "/admin/users/ADMIN", "/admin/users/%EF%BD%81dmin"] {
+        for (method, body) in &changes {
+            let response = call(&app, method.clone(), path, &admin, body.clone()).await;
+            assert_eq!(response.status(), 409, "{method} {path} {body:?}");
+            let detail: Value = response.json().await.unwrap();
+            assert!(detail["detail"].as_str().unwrap().contains("last enabled"), "{detail}");
+        }
+    }
+    // Nothing changed: the admin still logs in and administers.
+    let again = app.access_token("admin", ADMIN_PASSWORD).await;
+    assert_eq!(call(&app, reqwest::Method::GET, "/admin/users", &again, None).await.status(), 200);
+    // Changes that keep an enabled admin pass.
+    let keep = json!({"scopes": ["admin", "items"], "full_name": "Still Admin"});
+    assert_eq!(call(&app, reqwest::Method::PATCH, "/admin/users/admin", &again, Some(keep)).await.status(), 200);
+    assert_eq!(call(&app, reqwest::Method::DELETE, "/admin/users/bob", &again, None).await.status(), 204);
+}
+
+#[tokio::test]
+async fn with_a_second_admin_one_may_go_but_not_both() {
+    let app = spawn_app().await;
+    let admin = app.access_token("admin", ADMIN_PASSWORD).await;
+    app.add_user("root2", "root2-password-1", "admin").await;
+    let root2 = app.access_token("root2", "root2-password-1").await;
+
+    let demote = json!({"scopes": []});
+    assert_eq!(call(&app, reqwest::Method::PATCH, "/admin/users/admin", &root2, Some(demote)).await.status(), 200);
+    assert_eq!(call(&app, reqwest::Method::DELETE, "/admin/users/root2", &root2, None).await.status(), 409);
+    let _ = admin;
+}
+
+/// Two admins disabling each other at the same moment: one wins, the other
+/// is refused, and an enabled admin always remains. Repeated, because a race
+/// shows only sometimes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_admins_disabling_each_other_at_once_leave_one_enabled() {
+    for round in 0..6 {
+        let app = spawn_app().await;
+        app.add_user("x", "x-password-123", "admin").await;
+        app.add_user("y", "y-password-123", "admin").await;
+        let admin = app.access_token("admin", ADMIN_PASSWORD).await;
+        let demote = json!({"scopes": []});
+        assert_eq!(call(&app, reqwest::Method::PATCH, "/admin/users/admin", &admin, Some(demote)).await.status(), 200);
+        let (tx, ty) = (app.access_token("x", "x-password-123").await, app.access_token("y", "y-password-123").await);
+
+        let disable = json!({"disabled": true});
+        let (a, b) = tokio::join!(
+            call(&app, reqwest::Method::PATCH, "/admin/users/y", &tx, Some(disable.clone())),
+            call(&app, reqwest::Method::PATCH, "/admin/users/x", &ty, Some(disable)),
+        );
+
+        let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+        statuses.sort_unstable();
+        // The loser is refused by the rule (409), or, when it came second,
+        // as a disabled caller (401).
+        assert!(statuses == [200, 409] || statuses == [200, 401], "round {round}: {statuses:?}");
+        let mut enabled = 0;
+        for name in ["x", "y"] {
+            let user = app.state.store.user_by_key(&portcullis::domain::UserKey::of(name)).await.unwrap().unwrap();
+            enabled += usize::from(!user.disabled);
+        }
+        assert_eq!(enabled, 1, "round {round}: one admin remains enabled");
+    }
+}

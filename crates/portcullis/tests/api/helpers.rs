@@ -17,7 +17,7 @@ use portcullis::store::NewUser;
 use serde_json::Value;
 use tempfile::TempDir;
 
-pub const SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
+pub const SECRET: &str = "test-secret-857792094e6520636b5c006881d58affc9496ed797e63d28b830";
 pub const ADMIN_PASSWORD: &str = "admin-test-password-42";
 
 pub struct TestApp {
@@ -92,6 +92,7 @@ pub fn test_config(database_url: String) -> ServeConfig {
         throttle: Default::default(),
         hash_threads: 2,
         hash_queue: 64,
+        connections: Default::default(),
     }
 }
 
