@@ -12,10 +12,66 @@ use subtle::ConstantTimeEq;
 
 pub use crate::domain::StoredHash;
 
-/// Whether this is a hash portcullis can verify (an import refuses others).
+/// Whether this is a hash portcullis can verify within its cost caps (an
+/// import refuses others).
 pub fn is_supported(stored: &StoredHash) -> bool {
+    refusal(stored).is_none()
+}
+
+/// Why a stored hash would not be verified, in words for an import's
+/// error (never the hash itself): an unknown format, or a cost above the
+/// caps, which would let one login hold a hashing thread for long.
+pub fn refusal(stored: &StoredHash) -> Option<String> {
     let hash = stored.expose();
-    is_well_formed_bcrypt(hash) || PasswordHash::new(hash).is_ok_and(|h| h.algorithm.as_str().starts_with("argon2"))
+    if is_bcrypt(hash) {
+        return match bcrypt_cost(hash) {
+            Some(cost) if cost > MAX_BCRYPT_COST => {
+                Some(format!("bcrypt cost {cost} is above the cap of {MAX_BCRYPT_COST}"))
+            }
+            Some(_) => None,
+            None => Some("not a well-formed bcrypt hash".into()),
+        };
+    }
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return Some("not a bcrypt ($2a$/$2b$/$2y$) or argon2 hash".into());
+    };
+    if !["argon2id", "argon2i", "argon2d"].contains(&parsed.algorithm.as_str()) {
+        return Some("not a bcrypt ($2a$/$2b$/$2y$) or argon2 hash".into());
+    }
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Some("an argon2 hash without salt or output".into());
+    }
+    match Params::try_from(&parsed) {
+        Ok(params) => argon2_cost_refusal(&params),
+        Err(_) => Some("argon2 parameters out of range".into()),
+    }
+}
+
+/// Caps on a stored argon2 hash's cost: memory, passes, lanes, and memory
+/// times passes (what the time of one verify grows with). The defaults
+/// (19 MiB, 2 passes, 1 lane) are far below; so are the other OWASP
+/// variants (e.g. 46 MiB × 1, 9 MiB × 4).
+pub const MAX_ARGON2_KIB: u32 = 64 * 1024;
+/// See [`MAX_ARGON2_KIB`].
+pub const MAX_ARGON2_PASSES: u32 = 8;
+/// See [`MAX_ARGON2_KIB`].
+pub const MAX_ARGON2_LANES: u32 = 8;
+/// See [`MAX_ARGON2_KIB`]: 8 times the default's work.
+pub const MAX_ARGON2_KIB_PASSES: u64 = 8 * 19 * 1024 * 2;
+
+fn argon2_cost_refusal(params: &Params) -> Option<String> {
+    let (m, t, p) = (params.m_cost(), params.t_cost(), params.p_cost());
+    if m > MAX_ARGON2_KIB {
+        Some(format!("argon2 memory {m} KiB is above the cap of {MAX_ARGON2_KIB} KiB"))
+    } else if t > MAX_ARGON2_PASSES {
+        Some(format!("argon2 time cost {t} is above the cap of {MAX_ARGON2_PASSES}"))
+    } else if p > MAX_ARGON2_LANES {
+        Some(format!("argon2 parallelism {p} is above the cap of {MAX_ARGON2_LANES}"))
+    } else if u64::from(m) * u64::from(t) > MAX_ARGON2_KIB_PASSES {
+        Some(format!("argon2 memory × time ({m} KiB × {t}) is above the cap of {MAX_ARGON2_KIB_PASSES} KiB-passes"))
+    } else {
+        None
+    }
 }
 
 /// The kind of a stored hash.
@@ -56,10 +112,6 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::default())
 }
 
-/// Most argon2 memory a stored hash may ask for: a hash from an import
-/// asking for gigabytes must not become a way to exhaust memory.
-const MAX_ARGON2_KIB: u32 = 256 * 1024;
-
 thread_local! {
     /// Argon2's working memory, kept by each hashing thread. Allocating 19 MiB
     /// a hash made the allocator hold on to hundreds of MiB under a login
@@ -75,28 +127,53 @@ fn compute(hasher: &Argon2<'_>, params: &Params, password: &[u8], salt: &[u8], o
         if memory.len() < blocks {
             memory.resize(blocks, Block::default());
         }
-        hasher.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks]).is_ok()
+        let done = hasher.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks]).is_ok();
+        // One hash with more memory than today's default (an imported one)
+        // must not leave every thread holding that much for good.
+        let usual = Params::default().block_count();
+        if memory.len() > usual {
+            memory.truncate(usual);
+            memory.shrink_to_fit();
+        }
+        done
     })
+}
+
+/// Gives back this thread's argon2 working memory (an idle hashing thread
+/// holds none).
+pub fn release_memory() {
+    MEMORY.with(|memory| *memory.borrow_mut() = Vec::new());
+}
+
+/// The argon2 working memory this thread holds, in bytes.
+pub fn memory_held() -> usize {
+    MEMORY.with(|memory| memory.borrow().capacity() * std::mem::size_of::<Block>())
 }
 
 fn is_bcrypt(hash: &str) -> bool {
     ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p))
 }
 
-/// The highest bcrypt cost accepted: cost 16 already takes seconds a login;
-/// anything above would let one imported hash stall every login.
-pub const MAX_BCRYPT_COST: u32 = 16;
+/// The highest bcrypt cost accepted: cost 12 (passlib's default) takes
+/// ~240 ms a verify here, 14 about a second; anything above would let one
+/// imported hash hold a hashing thread for seconds a login.
+pub const MAX_BCRYPT_COST: u32 = 14;
 
-/// `$2b$12$` then 53 characters of bcrypt's base64 (salt and digest), with a
-/// cost from 4 to [`MAX_BCRYPT_COST`].
-fn is_well_formed_bcrypt(hash: &str) -> bool {
+/// The cost of `$2b$12$` then 53 characters of bcrypt's base64 (salt and
+/// digest), when the hash has that shape and a cost of at least 4.
+fn bcrypt_cost(hash: &str) -> Option<u32> {
     let b = hash.as_bytes();
-    is_bcrypt(hash)
+    let well_formed = is_bcrypt(hash)
         && b.len() == 60
         && b[4..6].iter().all(u8::is_ascii_digit)
-        && hash[4..6].parse::<u32>().is_ok_and(|cost| (4..=MAX_BCRYPT_COST).contains(&cost))
         && b[6] == b'$'
-        && b[7..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/')
+        && b[7..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/');
+    well_formed.then(|| hash[4..6].parse::<u32>().ok()).flatten().filter(|cost| *cost >= 4)
+}
+
+/// A bcrypt hash portcullis verifies: well formed, cost 4 to [`MAX_BCRYPT_COST`].
+fn is_well_formed_bcrypt(hash: &str) -> bool {
+    bcrypt_cost(hash).is_some_and(|cost| cost <= MAX_BCRYPT_COST)
 }
 
 /// Hashes a new password with argon2id and a random salt.
@@ -143,7 +220,7 @@ pub fn verify(password: &str, stored: &StoredHash) -> Verdict {
     let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
         return Verdict::Wrong;
     };
-    if params.m_cost() > MAX_ARGON2_KIB {
+    if argon2_cost_refusal(&params).is_some() {
         return Verdict::Wrong;
     }
     let version = match parsed.version {
@@ -226,10 +303,52 @@ mod tests {
     }
 
     #[test]
+    fn argon2_hashes_beyond_any_cap_are_refused_at_import_and_never_run() {
+        let salted = "c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        for (params, named) in [
+            ("m=65537,t=1,p=1", "memory"),
+            ("m=19456,t=4294967295,p=1", "time cost"),
+            ("m=19456,t=9,p=1", "time cost"),
+            ("m=19456,t=2,p=9", "parallelism"),
+            ("m=65536,t=8,p=1", "memory × time"),
+        ] {
+            let h = StoredHash::new(format!("$argon2id$v=19${params}${salted}"));
+            let why = refusal(&h).unwrap_or_default();
+            assert!(why.contains(named), "{params}: {why}");
+            assert!(!is_supported(&h));
+            let started = std::time::Instant::now();
+            assert_eq!(verify("anything", &h), Verdict::Wrong, "{params}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(2), "{params} was run");
+        }
+        let usual = StoredHash::new(format!("$argon2id$v=19$m=47104,t=1,p=1${salted}"));
+        assert_eq!(refusal(&usual), None, "OWASP's other variants pass");
+    }
+
+    #[test]
+    fn a_large_hash_does_not_leave_its_memory_with_the_thread() {
+        use argon2::PasswordHasher;
+        let big = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(60 * 1024, 1, 1, None).unwrap())
+            .hash_password(b"big password")
+            .unwrap()
+            .to_string();
+        std::thread::spawn(move || {
+            assert!(matches!(verify("big password", &StoredHash::new(big)), Verdict::Right { .. }));
+            assert!(memory_held() <= 20 * 1024 * 1024, "held {} bytes", memory_held());
+            release_memory();
+            assert_eq!(memory_held(), 0);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     fn a_bcrypt_hash_of_absurd_cost_is_refused_not_run() {
         let b = bcrypt::hash("x-password", 4).unwrap();
         let absurd = StoredHash::new(format!("$2b$31{}", &b[6..]));
         assert!(!is_supported(&absurd));
+        assert!(refusal(&absurd).unwrap().contains("bcrypt cost 31 is above the cap of 14"));
+        assert!(is_supported(&StoredHash::new(format!("$2b$14{}", &b[6..]))));
+        assert!(!is_supported(&StoredHash::new(format!("$2b$15{}", &b[6..]))));
         assert_eq!(verify("x-password", &absurd), Verdict::Wrong);
     }
 

@@ -160,6 +160,12 @@ struct ImportedUser {
     disabled: bool,
 }
 
+/// The 1-based line of the file where `needle` first appears (where an
+/// entry's hash is written), to point at what to fix.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.find(needle).map_or(0, |at| text[..at].matches('\n').count() + 1)
+}
+
 /// Imports `{ "alice": { "username": …, "hashed_password": "$2b$12$…", … } }`.
 /// Every entry is checked before anything is written; users that already
 /// exist are left as they are and reported.
@@ -170,11 +176,14 @@ async fn import(store: &SharedStore, file: &Path, now: UnixTime) -> anyhow::Resu
     let mut users = Vec::with_capacity(entries.len());
     for (key, entry) in entries {
         let username = Username::parse(&entry.username).with_context(|| format!("entry {key:?}"))?;
+        let line = line_of(&text, &entry.hashed_password);
         let hash = StoredHash::new(entry.hashed_password);
-        if !password::is_supported(&hash) {
+        if let Some(why) = password::refusal(&hash) {
             // The hash itself is never printed.
             bail!(
-                "entry {key:?}: hashed_password is not a bcrypt ($2a$/$2b$/$2y$, cost 4 to {}) or argon2 hash",
+                "entry {key:?} (user {:?}, line {line}): hashed_password refused: {why} \
+                 (accepted: bcrypt $2a$/$2b$/$2y$ of cost 4 to {}, or argon2 within the caps in docs/security.md)",
+                username.as_str(),
                 password::MAX_BCRYPT_COST
             );
         }

@@ -215,6 +215,34 @@ fn an_import_with_a_bad_entry_writes_nothing() {
     assert_eq!(list.trim(), "[]");
 }
 
+#[test]
+fn an_import_of_a_hash_that_would_pin_a_hashing_thread_is_refused_naming_user_and_line() {
+    let salted = "c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+    let tutorial = "$2b$12$EixZaYVK1fsbw1ZfbX3OXePaWxn96p36WQoeG6Lruj3vjPGga31lW";
+    for (hash, named) in [
+        (format!("$argon2id$v=19$m=19456,t=4294967295,p=1${salted}"), "time cost 4294967295"),
+        (format!("$argon2id$v=19$m=4194304,t=1,p=1${salted}"), "memory 4194304 KiB"),
+        (format!("$argon2id$v=19$m=19456,t=2,p=255${salted}"), "parallelism 255"),
+        (format!("$2b$20{}", &tutorial[6..]), "bcrypt cost 20"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("db.json");
+        let json = format!(
+            "{{\n  \"a\": {{\"username\": \"anna\", \"hashed_password\": \"{tutorial}\"}},\n  \"m\": {{\"username\": \"mallory\",\n        \"hashed_password\": \"{hash}\"}}\n}}"
+        );
+        std::fs::write(&file, json).unwrap();
+
+        let out = cli(dir.path(), &["user", "import", file.to_str().unwrap()], None);
+
+        assert!(!out.status.success(), "{named}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("mallory") && stderr.contains("line 4") && stderr.contains(named), "{stderr}");
+        assert!(!stderr.contains(salted), "the hash is never printed: {stderr}");
+        let list = ok(&cli(dir.path(), &["user", "list", "--json"], None));
+        assert_eq!(list.trim(), "[]", "nothing imported");
+    }
+}
+
 #[tokio::test]
 async fn migrate_creates_and_upgrades_both_back_ends() {
     let dir = tempfile::tempdir().unwrap();
