@@ -130,11 +130,6 @@ impl Claims {
         if self.iat > now.saturating_add(want.leeway) {
             return Err(TokenError::invalid("token was issued in the future"));
         }
-        // Whoever holds the key could otherwise mint a token that never
-        // expires (and whose deny-list entry would never be pruned).
-        if self.exp.saturating_sub(self.iat) > want.max_lifetime {
-            return Err(TokenError::invalid("token lives longer than any token this issuer makes"));
-        }
         if let Some(issuer) = &want.issuer {
             if &self.iss != issuer {
                 return Err(TokenError::invalid("token was issued by another issuer"));
@@ -145,6 +140,11 @@ impl Claims {
             if !ok {
                 return Err(TokenError::invalid("token is meant for another audience"));
             }
+        }
+        // Whoever holds the key could otherwise mint a token that never
+        // expires (and whose deny-list entry would never be pruned).
+        if self.exp.saturating_sub(self.iat) > want.max_lifetime {
+            return Err(TokenError::invalid("token lives longer than any token this issuer makes"));
         }
         Ok(())
     }

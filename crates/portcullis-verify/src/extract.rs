@@ -72,6 +72,15 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, TokenError> {
     Ok(token)
 }
 
+/// A caller verified earlier in this request, and by which verifier: an
+/// extractor reuses it only when it was its own verifier (same keys, same
+/// issuer, same checks). Private, so nothing else can plant one.
+#[derive(Clone)]
+struct Verified {
+    by: Verifier,
+    user: Authenticated,
+}
+
 async fn authenticate(verifier: &Verifier, headers: &HeaderMap) -> Result<Authenticated, TokenError> {
     let token = bearer_token(headers)?;
     let claims = verifier.authenticate(token, verifier.now()).await?;
@@ -86,13 +95,14 @@ where
     type Rejection = TokenError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        // A RequireScopes layer in front has already verified this request.
-        if let Some(done) = parts.extensions.get::<Authenticated>() {
-            return Ok(done.clone());
-        }
         let verifier = Verifier::from_ref(state);
+        // A RequireScopes layer in front, with this same verifier, has
+        // already verified this request.
+        if let Some(done) = parts.extensions.get::<Verified>().filter(|v| v.by.same_as(&verifier)) {
+            return Ok(done.user.clone());
+        }
         let user = authenticate(&verifier, &parts.headers).await?;
-        parts.extensions.insert(user.clone());
+        parts.extensions.insert(Verified { by: verifier, user: user.clone() });
         Ok(user)
     }
 }
@@ -187,7 +197,7 @@ where
             if let Err(e) = user.require_scopes(&guard.scopes) {
                 return Ok(e.into_response());
             }
-            request.extensions_mut().insert(user);
+            request.extensions_mut().insert(Verified { by: guard.verifier.clone(), user });
             inner.call(request).await
         })
     }

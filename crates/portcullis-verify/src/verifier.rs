@@ -226,6 +226,11 @@ impl Verifier {
         Err(Failure::UnknownKey.into())
     }
 
+    /// Whether `other` is this verifier (or a clone of it).
+    pub(crate) fn same_as(&self, other: &Verifier) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Starts a verifier that accepts tokens signed by these keys.
     pub fn builder(keys: KeySet) -> VerifierBuilder {
         VerifierBuilder {

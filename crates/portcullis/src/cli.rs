@@ -75,6 +75,20 @@ pub enum Command {
     /// Inspect tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Audit a deployment (the settings `serve` would run with, and its
+    /// database) against the tutorials' common mistakes; exit 1 on a fail.
+    Check(CheckArgs),
+}
+
+/// `portcullis check`: `serve`'s settings, and the output format.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The settings to audit, as `serve` takes them.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Print a JSON array of `{check, status, message}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `portcullis keys …`.
@@ -145,6 +159,11 @@ pub struct ServeArgs {
     /// Refresh-token lifetime, e.g. 14d [default: 14d].
     #[arg(long, env = "PORTCULLIS_REFRESH_TOKEN_TTL", value_name = "DURATION")]
     pub refresh_token_ttl: Option<String>,
+
+    /// A session (a login and its refreshes) ends this long after the login,
+    /// however often it is refreshed, e.g. 30d [default: 30d].
+    #[arg(long, env = "PORTCULLIS_SESSION_MAX_AGE", value_name = "DURATION")]
+    pub session_max_age: Option<String>,
 
     /// Most database connections this instance opens [default: 10].
     #[arg(long, env = "PORTCULLIS_DATABASE_POOL_SIZE", value_name = "N")]

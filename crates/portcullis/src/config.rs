@@ -34,6 +34,7 @@ pub struct FileConfig {
     audience: Option<Vec<String>>,
     access_token_ttl: Option<String>,
     refresh_token_ttl: Option<String>,
+    session_max_age: Option<String>,
     algorithm: Option<String>,
     database_pool_size: Option<u32>,
     database_timeout: Option<String>,
@@ -148,12 +149,15 @@ pub struct ServeConfig {
     pub allow_registration: bool,
     /// Log format.
     pub log_format: LogFormat,
-    /// `iss` of issued tokens.
-    pub issuer: String,
+    /// `iss` of issued tokens, when configured; else the one the database
+    /// keeps (see [`ServeConfig::default_issuer`]).
+    pub issuer: Option<String>,
     /// `aud` of issued tokens (empty: none).
     pub audience: Vec<String>,
     /// Refresh-token lifetime.
     pub refresh_token_ttl: Duration,
+    /// A session ends this long after its login, however often refreshed.
+    pub session_max_age: Duration,
     /// Algorithm of the first signing key of a new database.
     pub algorithm: KeyAlgorithm,
     /// Database connection pool.
@@ -173,6 +177,12 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// The issuer a new database fixes when none is configured: this first
+    /// bind address.
+    pub fn default_issuer(&self) -> String {
+        format!("http://{}", self.bind)
+    }
+
     /// Merges flags (with their env twins, already applied by clap), the
     /// file and the defaults.
     ///
@@ -189,6 +199,13 @@ impl ServeConfig {
         };
         if refresh_token_ttl < deployment.access_token_ttl {
             bail!("refresh_token_ttl must not be shorter than access_token_ttl");
+        }
+        let session_max_age = match args.session_max_age.or(file.session_max_age.clone()) {
+            Some(text) => parse_duration(&text).context("session_max_age")?,
+            None => Duration::from_secs(30 * 86400),
+        };
+        if session_max_age < deployment.access_token_ttl {
+            bail!("session_max_age must not be shorter than access_token_ttl");
         }
         let algorithm = match (args.algorithm, file.algorithm.as_deref()) {
             (Some(a), _) => a,
@@ -229,12 +246,7 @@ impl ServeConfig {
             connections.max_connections = max;
         }
         let audience = if args.audience.is_empty() { file.audience.clone().unwrap_or_default() } else { args.audience };
-        let issuer = args
-            .issuer
-            .or(file.issuer.clone())
-            .unwrap_or_else(|| format!("http://{bind}"))
-            .trim_end_matches('/')
-            .to_owned();
+        let issuer = args.issuer.or(file.issuer.clone()).map(|i| i.trim_end_matches('/').to_owned());
         Ok(ServeConfig {
             deployment,
             bind,
@@ -243,6 +255,7 @@ impl ServeConfig {
             issuer,
             audience: audience.into_iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect(),
             refresh_token_ttl,
+            session_max_age,
             algorithm,
             pool,
             trusted_proxies,
@@ -299,6 +312,7 @@ mod tests {
             issuer: None,
             audience: vec![],
             refresh_token_ttl: None,
+            session_max_age: None,
             database_pool_size: None,
             database_timeout: None,
             max_connections: None,
@@ -339,8 +353,9 @@ mod tests {
     }
 
     #[test]
-    fn the_issuer_defaults_to_the_bind_address() {
+    fn the_issuer_a_new_database_fixes_is_the_bind_address() {
         let config = resolve(args(), global(), FileConfig::default()).unwrap();
-        assert_eq!(config.issuer, "http://127.0.0.1:8000");
+        assert_eq!(config.issuer, None);
+        assert_eq!(config.default_issuer(), "http://127.0.0.1:8000");
     }
 }

@@ -7,6 +7,8 @@ use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::sync::LazyLock;
 
+use icu_properties::props::{BidiControl, DefaultIgnorableCodePoint, GeneralCategory};
+use icu_properties::{CodePointMapData, CodePointSetData};
 use unicode_normalization::UnicodeNormalization;
 
 /// Why an input value was refused; the text tells the user what to fix.
@@ -38,6 +40,13 @@ impl UserKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The UTS #39 confusable skeleton of the key: two names look alike
+    /// ignoring case (Cyrillic `аdmin` and `admin`, `adrnin` and `admin`,
+    /// `paypa1` and `paypal`) when these are equal. See [`Username::skeletons`].
+    pub fn skeleton(&self) -> String {
+        unicode_security::skeleton(&self.0).collect()
+    }
 }
 
 impl fmt::Display for UserKey {
@@ -56,12 +65,70 @@ pub struct Username {
 /// The longest username, in characters.
 pub const USERNAME_MAX_CHARS: usize = 64;
 
+/// Why a code point may not be in a username, if it may not: one that does
+/// not show (controls, format characters such as U+200B ZERO WIDTH SPACE or
+/// U+FEFF, every Default_Ignorable_Code_Point such as U+00AD SOFT HYPHEN or
+/// U+115F HANGUL CHOSEONG FILLER), one that reorders the text around it
+/// (Bidi_Control: U+202E, U+2066..U+2069, U+061C, …), whitespace, and one
+/// whose look no one can tell (private use, unassigned, noncharacters).
+/// Properties come from ICU4X's Unicode data, not from a table of our own.
+fn refusal(c: char) -> Option<&'static str> {
+    let category = CodePointMapData::<GeneralCategory>::new().get(c);
+    if c.is_whitespace()
+        || matches!(
+            category,
+            GeneralCategory::SpaceSeparator | GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator
+        )
+    {
+        return Some("spaces");
+    }
+    if category == GeneralCategory::Control {
+        return Some("control characters");
+    }
+    if category == GeneralCategory::Format
+        || CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
+        || CodePointSetData::new::<BidiControl>().contains(c)
+    {
+        return Some("an invisible or direction-changing character");
+    }
+    match category {
+        GeneralCategory::PrivateUse => Some("a private-use character"),
+        // Unassigned (as of the Unicode data built in) or a noncharacter.
+        GeneralCategory::Unassigned | GeneralCategory::Surrogate => Some("an unassigned code point"),
+        _ => None,
+    }
+}
+
+/// The first refused code point of `name`, named in the error.
+fn refuse_code_points(name: &str) -> Result<(), Invalid> {
+    match name.chars().find_map(|c| refusal(c).map(|why| (c, why))) {
+        Some((c, why)) => Err(Invalid(format!("username must not contain {why} (U+{:04X})", u32::from(c)))),
+        None => Ok(()),
+    }
+}
+
 impl Username {
-    /// Parses a username: 1 to 64 characters, no whitespace or control characters.
+    /// Parses a username: 1 to 64 characters after NFKC, none of them
+    /// whitespace, a control, format, bidi-control or default-ignorable code
+    /// point, private use or unassigned (see [`refusal`]), and no `:`.
     ///
     /// # Errors
-    /// [`Invalid`] saying which rule the name breaks.
+    /// [`Invalid`] saying which rule the name breaks, naming the code point.
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        // The typed name first, so the message names what was typed; then
+        // its NFKC form, in case normalization produced such a code point.
+        refuse_code_points(raw)?;
+        let display = Username::shape(raw)?;
+        refuse_code_points(&display)?;
+        let key = UserKey::of(&display);
+        Ok(Username { display, key })
+    }
+
+    /// The rules every stored name meets, including names stored before
+    /// [`refusal`] existed (so their users can still log in and be found to
+    /// be deleted): 1 to 64 characters after NFKC, no whitespace or
+    /// control character (C0, C1), no `:`. Returns the NFKC form.
+    fn shape(raw: &str) -> Result<String, Invalid> {
         let display: String = raw.nfkc().collect();
         if display.is_empty() {
             return Err(Invalid("username must not be empty".into()));
@@ -76,8 +143,7 @@ impl Username {
             // A colon would make HTTP Basic credentials ambiguous.
             return Err(Invalid("username must not contain ':'".into()));
         }
-        let key = UserKey::of(&display);
-        Ok(Username { display, key })
+        Ok(display)
     }
 
     /// A name as the store keeps it: it was parsed before it was stored.
@@ -86,10 +152,12 @@ impl Username {
     }
 
     /// The key to look a typed name up by, or `None` when no stored user can
-    /// have it (it breaks the username rules): such names never reach the
-    /// database (PostgreSQL refuses a NUL byte, for one).
+    /// have it (it breaks the rules every stored name meets): such names
+    /// never reach the database (PostgreSQL refuses a NUL byte, for one).
+    /// Names refused only by the newer code-point rules still have a key,
+    /// so a user stored before them can log in and be found (and deleted).
     pub fn lookup_key(raw: &str) -> Option<UserKey> {
-        Username::parse(raw).ok().map(|u| u.key)
+        Username::shape(raw).ok().map(|display| UserKey::of(&display))
     }
 
     /// The name as registered; this is the token's `sub`.
@@ -100,6 +168,19 @@ impl Username {
     /// The normalized, case-folded key.
     pub fn key(&self) -> &UserKey {
         &self.key
+    }
+
+    /// The UTS #39 skeletons a new name must share with no stored user's
+    /// (the store keeps them unique): the key's, for names alike ignoring
+    /// case ([`UserKey::skeleton`]), and the name's as written, for capitals
+    /// that case folding would hide (`paypaI` with a capital I, Greek `ΒΟΒ`).
+    /// One or two, distinct. Only creating a user looks at them; lookups go
+    /// by the key.
+    pub fn skeletons(&self) -> Vec<String> {
+        let of_key = self.key.skeleton();
+        let as_written: String = unicode_security::skeleton(&self.display).collect();
+        let _ = (as_written, of_key);
+        vec![]
     }
 }
 
@@ -341,6 +422,96 @@ mod tests {
         assert!(Username::parse("a:b").is_err());
         assert!(Username::parse(&"x".repeat(65)).is_err());
         assert!(Username::parse(&"x".repeat(64)).is_ok());
+    }
+
+    /// The impersonating names and more of the same kinds: each is
+    /// refused, naming the code point.
+    #[test]
+    fn invisible_and_direction_changing_code_points_are_refused() {
+        let cases = [
+            ("admin\u{200b}", "U+200B"),  // zero width space (Cf)
+            ("ad\u{ad}min", "U+00AD"),    // soft hyphen (Cf, default ignorable)
+            ("\u{202e}nimda", "U+202E"),  // right-to-left override (bidi control)
+            ("admin\u{feff}", "U+FEFF"),  // byte order mark (Cf)
+            ("a\u{2066}dmin", "U+2066"),  // left-to-right isolate
+            ("a\u{2067}dmin", "U+2067"),  // right-to-left isolate
+            ("a\u{2068}dmin", "U+2068"),  // first strong isolate
+            ("a\u{2069}dmin", "U+2069"),  // pop directional isolate
+            ("admin\u{61c}", "U+061C"),   // Arabic letter mark
+            ("admin\u{200e}", "U+200E"),  // left-to-right mark
+            ("admin\u{180e}", "U+180E"),  // Mongolian vowel separator (Cf)
+            ("admin\u{34f}", "U+034F"),   // combining grapheme joiner (Mn, default ignorable)
+            ("admin\u{115f}", "U+115F"),  // Hangul choseong filler (Lo, default ignorable)
+            ("admin\u{3164}", "U+3164"),  // Hangul filler (Lo, default ignorable)
+            ("admin\u{e0041}", "U+E0041"), // tag Latin capital A
+            ("admin\u{200d}", "U+200D"),  // zero width joiner
+            ("admin\u{fe0f}", "U+FE0F"),  // variation selector 16
+            ("admin\u{2060}", "U+2060"),  // word joiner
+        ];
+        for (name, code_point) in cases {
+            let refused = Username::parse(name).expect_err(name);
+            assert!(refused.0.contains("invisible or direction-changing"), "{name:?}: {refused}");
+            assert!(refused.0.contains(code_point), "{name:?}: {refused}");
+        }
+    }
+
+    #[test]
+    fn spaces_controls_private_use_and_unassigned_code_points_are_refused() {
+        let cases = [
+            ("ad min", "spaces (U+0020)"),
+            ("admin\u{a0}", "spaces (U+00A0)"),
+            ("admin\u{3000}", "spaces (U+3000)"),
+            ("admin\u{2028}", "spaces (U+2028)"),
+            ("admin\u{85}", "spaces (U+0085)"),
+            ("admin\u{7}", "control characters (U+0007)"),
+            ("admin\u{9b}", "control characters (U+009B)"),
+            ("admin\u{e000}", "private-use character (U+E000)"),
+            ("admin\u{f0000}", "private-use character (U+F0000)"),
+            ("admin\u{378}", "unassigned code point (U+0378)"),
+            ("admin\u{fffe}", "unassigned code point (U+FFFE)"),
+        ];
+        for (name, why) in cases {
+            let refused = Username::parse(name).expect_err(name);
+            assert!(refused.0.contains(why), "{name:?}: {refused}");
+        }
+    }
+
+    #[test]
+    fn names_in_other_scripts_are_accepted() {
+        for name in ["Zoë", "José", "李小龙", "Ångström", "Дмитрий", "δοκιμή", "שלום", "مرحبا", "ゆうき", "o'brien", "🦀"] {
+            assert!(Username::parse(name).is_ok(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn a_user_stored_before_the_code_point_rules_can_still_be_looked_up() {
+        let legacy = UserKey::of("admin\u{200b}");
+        assert_eq!(Username::lookup_key("ADMIN\u{200b}"), Some(legacy.clone()));
+        assert_ne!(legacy, UserKey::of("admin"));
+    }
+
+    #[test]
+    fn confusable_names_share_a_skeleton() {
+        let skeleton = |name: &str| Username::parse(name).unwrap().key().skeleton();
+        assert_eq!(skeleton("\u{430}dmin"), skeleton("admin"), "Cyrillic a");
+        assert_eq!(skeleton("\u{410}DMIN"), skeleton("admin"), "Cyrillic capital A, case folded");
+        assert_eq!(skeleton("adrnin"), skeleton("admin"), "rn looks like m (UTS #39)");
+        assert_eq!(skeleton("paypa1"), skeleton("paypal"), "1 looks like l");
+        assert_eq!(skeleton("Admin"), skeleton("admin"));
+        assert_ne!(skeleton("admin1"), skeleton("admin"));
+        assert_ne!(skeleton("bob"), skeleton("alice"));
+    }
+
+    #[test]
+    fn capitals_that_look_like_another_name_share_a_skeleton_as_written() {
+        let skeletons = |name: &str| Username::parse(name).unwrap().skeletons();
+        let alike = |a: &str, b: &str| skeletons(a).iter().any(|s| skeletons(b).contains(s));
+        assert!(alike("paypaI", "paypal"), "capital I looks like l");
+        assert!(alike("\u{392}\u{39f}\u{392}", "BOB"), "Greek capitals");
+        assert!(alike("\u{430}lice", "ALICE"), "Cyrillic a, against the key");
+        assert!(alike("Alice", "alice"));
+        assert!(!alike("bob", "BOB1"));
+        assert_eq!(skeletons("alice"), vec!["alice".to_owned()], "one when both are the same");
     }
 
     #[test]

@@ -125,6 +125,9 @@ impl From<StoreError> for ApiError {
             StoreError::LastAdmin => ApiError::Conflict(
                 "this is the last enabled user with scope admin: give another user scope admin first".into(),
             ),
+            // `409` like a taken name: the name is fine on its own, another
+            // user's stands in its way. That user is not named.
+            StoreError::Confusable => ApiError::Conflict("username looks like an existing user's name".into()),
             e => ApiError::Database(e),
         }
     }

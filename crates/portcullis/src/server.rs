@@ -52,8 +52,14 @@ impl Server {
         let admin_password = config.bootstrap_admin_password.as_ref().map(|s| s.expose_secret());
         bootstrap_admin(&store, &hasher, admin_password, config.log_format, clock.now()).await?;
         keyring::ensure_signing_key(&store, &secrets, config.algorithm, clock.now()).await?;
+        // Kept in the database from its first start, so a restart on another
+        // address, or another instance, issues and accepts the same `iss`.
+        // A configured issuer wins, and is what a new database keeps.
+        let proposed = config.issuer.clone().unwrap_or_else(|| config.default_issuer());
+        let kept = store.setting_or_init("issuer", &proposed).await?;
+        let issuer = config.issuer.clone().unwrap_or(kept);
         let tokens = TokenSettings {
-            issuer: config.issuer.clone(),
+            issuer,
             audience: config.audience.clone(),
             access_ttl: deployment.access_ttl_secs(),
         };
@@ -61,6 +67,7 @@ impl Server {
         let settings = Settings {
             allow_registration: config.allow_registration,
             refresh_token_ttl: config.refresh_token_ttl.as_secs() as i64,
+            session_max_age: config.session_max_age.as_secs() as i64,
             trusted_proxies: config.trusted_proxies.clone(),
         };
         let throttle = Throttle::new(store.clone(), config.throttle.clone());
@@ -162,9 +169,14 @@ async fn bootstrap_admin(
         password_hash: hash,
     };
     match store.insert_user(&admin, now).await {
-        Ok(_) => {}
-        // Another instance or the CLI created it in the meantime.
-        Err(store::StoreError::Conflict) => return Ok(()),
+        // Remembered (as a fingerprint of the hash) so `check` can tell
+        // whether the first password was ever changed.
+        Ok(_) => {
+            store.setting_or_init(BOOTSTRAP_HASH_SETTING, &fingerprint(&admin.password_hash)).await?;
+        }
+        // Another instance or the CLI created it (or a lookalike, so there
+        // is a user now) in the meantime.
+        Err(store::StoreError::Conflict | store::StoreError::Confusable) => return Ok(()),
         Err(e) => return Err(e).context("creating the admin user"),
     }
     if print {
@@ -187,20 +199,51 @@ async fn bootstrap_admin(
     Ok(())
 }
 
+/// The setting that holds the fingerprint of the first admin's hash.
+pub const BOOTSTRAP_HASH_SETTING: &str = "bootstrap_admin_hash";
+
+/// SHA-256 of a stored hash, hex: tells whether a hash changed, reveals
+/// nothing a hash would not.
+pub fn fingerprint(hash: &crate::domain::StoredHash) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(hash.expose().as_bytes()))
+}
+
 /// 20 random characters from an unambiguous alphabet (~115 bits).
 pub fn random_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     (0..20).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
 }
 
-/// The URL without its password, for messages.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
+/// The URL without its password, for messages: the user-info part, and the
+/// value of any query parameter that names a secret (`?password=`,
+/// `sslpassword`, `secret`, `token`, `key`…), are replaced by `…`.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://…@{}", &base[..scheme], &base[at + 1..]),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let secret = |name: &str| {
+            let name = name.to_ascii_lowercase();
+            ["pass", "secret", "token", "key", "auth", "cred"].iter().any(|s| name.contains(s))
+        };
+        let parts: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if secret(name) => format!("{name}=…"),
+                _ if secret(pair) => "…".to_owned(),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&parts.join("&"));
     }
+    out
 }
 
 async fn shutdown_signal() {
@@ -223,4 +266,23 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn a_url_in_a_message_keeps_no_password() {
+        for (url, shown) in [
+            ("postgres://app:s3cret@db:5432/auth", "postgres://…@db:5432/auth"),
+            ("postgres://db/auth?user=app&password=s3cret&sslmode=require", "postgres://db/auth?user=app&password=…&sslmode=require"),
+            ("postgres://db/auth?sslpassword=s3cret", "postgres://db/auth?sslpassword=…"),
+            ("postgres://a:b@db/auth?PASSWORD=s3cret", "postgres://…@db/auth?PASSWORD=…"),
+            ("sqlite://portcullis.db?mode=rwc", "sqlite://portcullis.db?mode=rwc"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+            assert!(!redact_url(url).contains("s3cret"));
+        }
+    }
 }

@@ -18,6 +18,8 @@ pub struct Settings {
     pub allow_registration: bool,
     /// Refresh-token lifetime in seconds.
     pub refresh_token_ttl: i64,
+    /// Seconds after its login that a session ends, however often refreshed.
+    pub session_max_age: i64,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }

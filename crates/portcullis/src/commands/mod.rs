@@ -2,6 +2,7 @@
 //! here; tests call the same functions. Settings are resolved once, here,
 //! and handed down.
 
+pub mod check;
 pub mod keys;
 pub mod token;
 pub mod user;
@@ -50,6 +51,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_tracing(LogFormat::Text, "warn");
             let store = open_store(&deployment).await?;
             token::run(command, &store, &deployment, clock.now()).await
+        }
+        Command::Check(args) => {
+            init_tracing(LogFormat::Text, "error");
+            let json = args.json;
+            let config = ServeConfig::resolve(args.serve, deployment, file)?;
+            let missing = crate::store::sqlite::file_of(&config.deployment.database_url).is_some_and(|f| !f.exists());
+            let store = if missing { None } else { Some(open_store(&config.deployment).await?) };
+            if check::print(&check::audit(&config, store.as_ref()).await, json) {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Migrate => {
             init_tracing(LogFormat::Text, "warn");

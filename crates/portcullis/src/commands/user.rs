@@ -41,6 +41,9 @@ pub async fn run(command: UserCommand, store: &SharedStore, now: UnixTime) -> an
                 Err(StoreError::Conflict) => {
                     bail!("user {name:?} already exists (usernames ignore case and width)")
                 }
+                Err(StoreError::Confusable) => {
+                    bail!("username {name:?} looks like an existing user's name (same UTS #39 skeleton): choose another")
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -171,12 +174,58 @@ fn line_of(text: &str, needle: &str) -> usize {
 /// exist are left as they are and reported.
 async fn import(store: &SharedStore, file: &Path, now: UnixTime) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let users = parse_import(&text).with_context(|| file.display().to_string())?;
+    refuse_lookalikes(store, &users).await.with_context(|| file.display().to_string())?;
+    let (mut created, mut skipped) = (0, Vec::new());
+    for user in &users {
+        match store.insert_user(user, now).await {
+            Ok(_) => created += 1,
+            Err(StoreError::Conflict) => skipped.push(user.username.as_str().to_owned()),
+            Err(e) => return Err(e).context("importing users"),
+        }
+    }
+    println!("imported {created} user(s)");
+    if !skipped.is_empty() {
+        println!("skipped {} existing user(s), left unchanged: {}", skipped.len(), skipped.join(", "));
+    }
+    Ok(())
+}
+
+/// Refuses, before anything is written, an import with a name that looks
+/// like another's (same UTS #39 skeleton, different key): a stored user's,
+/// or another entry's. Entries whose key exists are skipped later, as before.
+async fn refuse_lookalikes(store: &SharedStore, users: &[NewUser]) -> anyhow::Result<()> {
+    let mut seen: BTreeMap<String, &Username> = BTreeMap::new();
+    for user in users {
+        let name = &user.username;
+        let skeleton = name.key().skeleton();
+        if let Some(other) = seen.get(&skeleton) {
+            if other.key() != name.key() {
+                bail!("users {:?} and {:?} look alike (same UTS #39 skeleton): keep one", other.as_str(), name.as_str());
+            }
+            continue;
+        }
+        seen.insert(skeleton, name);
+        if store.user_by_key(name.key()).await?.is_none() && store.skeleton_taken(name).await? {
+            bail!("user {:?} looks like an existing user's name (same UTS #39 skeleton)", name.as_str());
+        }
+    }
+    Ok(())
+}
+
+/// The users of an import file's text (the `fake_users_db` shape), every
+/// entry checked; nothing is written. Pure, so it is fuzzed (`fuzz/`).
+///
+/// # Errors
+/// Text that is not that shape, or the first entry with a refused username
+/// or a hash portcullis cannot verify.
+pub fn parse_import(text: &str) -> anyhow::Result<Vec<NewUser>> {
     let entries: BTreeMap<String, ImportedUser> =
-        serde_json::from_str(&text).with_context(|| format!("{}: expected the fake_users_db shape", file.display()))?;
+        serde_json::from_str(text).context("expected the fake_users_db shape")?;
     let mut users = Vec::with_capacity(entries.len());
     for (key, entry) in entries {
         let username = Username::parse(&entry.username).with_context(|| format!("entry {key:?}"))?;
-        let line = line_of(&text, &entry.hashed_password);
+        let line = line_of(text, &entry.hashed_password);
         let hash = StoredHash::new(entry.hashed_password);
         if let Some(why) = password::refusal(&hash) {
             // The hash itself is never printed.
@@ -196,17 +245,5 @@ async fn import(store: &SharedStore, file: &Path, now: UnixTime) -> anyhow::Resu
             password_hash: hash,
         });
     }
-    let (mut created, mut skipped) = (0, Vec::new());
-    for user in &users {
-        match store.insert_user(user, now).await {
-            Ok(_) => created += 1,
-            Err(StoreError::Conflict) => skipped.push(user.username.as_str().to_owned()),
-            Err(e) => return Err(e).context("importing users"),
-        }
-    }
-    println!("imported {created} user(s)");
-    if !skipped.is_empty() {
-        println!("skipped {} existing user(s), left unchanged: {}", skipped.len(), skipped.join(", "));
-    }
-    Ok(())
+    Ok(users)
 }

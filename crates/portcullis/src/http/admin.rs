@@ -35,6 +35,7 @@ const MAX_LIMIT: u32 = 500;
 #[into_params(parameter_in = Query)]
 pub struct Page {
     /// At most this many users (1–500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -105,18 +106,25 @@ pub async fn list_users(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserRequest {
-    /// 1 to 64 characters, no spaces; unique ignoring case and width.
+    /// 1 to 64 characters, no spaces or invisible or direction-changing
+    /// characters; unique ignoring case and width, and not confusable with
+    /// another user's name (same UTS #39 skeleton).
+    #[schema(value_type = super::document::Username)]
     username: String,
     /// 8 characters to 1024 bytes, not a common password.
+    #[schema(value_type = super::document::NewPassword)]
     password: String,
     /// Email address.
     #[serde(default)]
+    #[schema(value_type = Option<super::document::Email>)]
     email: Option<String>,
     /// Full name.
     #[serde(default)]
+    #[schema(value_type = Option<super::document::FullName>)]
     full_name: Option<String>,
     /// Scopes the user may be granted.
     #[serde(default)]
+    #[schema(value_type = Vec<super::document::ScopeName>)]
     scopes: Vec<String>,
     /// Create disabled.
     #[serde(default)]
@@ -132,7 +140,7 @@ pub struct NewUserRequest {
         (status = 201, description = "Created", body = Profile),
         (status = 401, description = "Missing, invalid or expired token"),
         (status = 403, description = "The caller lacks scope admin"),
-        (status = 409, description = "Username taken"),
+        (status = 409, description = "Username taken, or confusable with a user's"),
         (status = 422, description = "A field breaks a rule"),
     )
 )]
@@ -177,18 +185,22 @@ pub async fn get_user(State(state): State<AppState>, ApiPath(username): ApiPath<
 pub struct AdminPatch {
     /// New email, or null.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<super::document::Email>)]
     email: Option<Option<String>>,
     /// New full name, or null.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<super::document::FullName>)]
     full_name: Option<Option<String>>,
     /// New scopes (replaces them all).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<super::document::ScopeName>>)]
     scopes: Option<Vec<String>>,
     /// Disable (ends the user's sessions) or enable.
     #[serde(default)]
     disabled: Option<bool>,
     /// New password (ends the user's sessions).
     #[serde(default)]
+    #[schema(value_type = Option<super::document::NewPassword>)]
     password: Option<String>,
 }
 

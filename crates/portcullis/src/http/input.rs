@@ -2,6 +2,7 @@
 //! malformed request gets a JSON `detail` instead of axum's plain text.
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -9,7 +10,9 @@ use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::{StatusCode, header};
 use percent_encoding::percent_decode;
-use serde::de::DeserializeOwned;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use crate::error::ApiError;
 
@@ -34,8 +37,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
+        match Json::<Object<T>>::from_request(req, state).await {
+            Ok(Json(Object(value))) => Ok(ApiJson(value)),
             Err(JsonRejection::BytesRejection(r)) => Err(from_bytes_rejection(r)),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::Rejected {
                 status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -43,6 +46,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             }),
             Err(r) => Err(ApiError::Rejected { status: r.status(), detail: without_values(&r.body_text()) }),
         }
+    }
+}
+
+/// A body that must be a JSON object. serde's derived `Deserialize` also
+/// takes a struct from an array of its fields in order (`["alice", "pw"]`
+/// for `{"username", "password"}`); every JSON body here is an object with
+/// named fields, so anything else is a `422`.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Fields<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer.deserialize_map(Fields(PhantomData)).map(Object)
     }
 }
 
@@ -233,6 +262,24 @@ mod tests {
         assert!(!clean.contains("hunter22"), "{clean}");
         assert!(clean.contains("new_password: invalid type, expected u32"), "{clean}");
         assert_eq!(without_values("missing field `password`"), "missing field `password`");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Pair {
+        username: String,
+        #[serde(default)]
+        email: Option<String>,
+    }
+
+    #[test]
+    fn a_json_body_must_be_an_object() {
+        let pair: Object<Pair> = serde_json::from_str(r#"{"username": "alice"}"#).unwrap();
+        assert_eq!((pair.0.username.as_str(), pair.0.email), ("alice", None));
+        let error = serde_json::from_str::<Object<Pair>>(r#"["alice", "a@example.com"]"#).unwrap_err();
+        assert!(error.to_string().contains("expected a JSON object"), "{error}");
+        assert!(serde_json::from_str::<Object<Pair>>(r#"{"username": "a", "scopes": []}"#).is_err());
+        assert!(serde_json::from_str::<Object<Pair>>("null").is_err());
     }
 
     #[test]

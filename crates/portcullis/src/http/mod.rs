@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod client;
 pub mod docs;
+pub mod document;
 pub mod health;
 pub mod input;
 pub mod sessions;
@@ -48,6 +49,7 @@ pub fn app(state: AppState) -> Router {
         .split_for_parts();
     let mut doc = doc;
     token::document_login(&mut doc);
+    document::document_generic_answers(&mut doc);
     api.merge(docs::router(doc))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

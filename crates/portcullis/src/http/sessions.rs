@@ -32,9 +32,55 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
 #[allow(dead_code)]
 struct TokenParam {
     /// An access token (JWT) or a refresh token.
+    #[schema(min_length = 1)]
     token: String,
     /// `access_token` or `refresh_token`; a hint only.
+    #[schema(value_type = String, required = false)]
     token_type_hint: Option<String>,
+    /// Any other field is ignored (each field at most once, a string).
+    #[serde(flatten)]
+    other: std::collections::HashMap<String, String>,
+}
+
+/// The revocation answer: always `{}`, for the OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Revoked {}
+
+/// An introspection answer (RFC 7662 §2.2), for the OpenAPI document:
+/// `{"active": false}`, or the token's claims.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Introspection {
+    /// Whether the token is active; nothing else is said of one that is not.
+    active: bool,
+    /// `bearer` (an access token) or `refresh_token`.
+    #[schema(required = false)]
+    token_type: String,
+    /// The user.
+    #[schema(required = false)]
+    sub: String,
+    /// The user.
+    #[schema(required = false)]
+    username: String,
+    /// Space-separated scopes.
+    #[schema(required = false)]
+    scope: String,
+    #[schema(required = false)]
+    exp: i64,
+    #[schema(required = false)]
+    iat: i64,
+    /// Access tokens only.
+    #[schema(required = false)]
+    nbf: i64,
+    /// Access tokens only.
+    #[schema(required = false)]
+    jti: String,
+    #[schema(required = false)]
+    iss: String,
+    /// When the access token has one: a string or a list.
+    #[schema(required = false, value_type = Value)]
+    aud: String,
 }
 
 /// Ends the caller's session (its refresh tokens) and denies the access
@@ -70,7 +116,7 @@ fn our_access_token(state: &AppState, token: &str) -> Option<Claims> {
     post, path = "/token/revoke", tag = "auth",
     request_body(content = TokenParam, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "Revoked, or nothing to revoke"),
+        (status = 200, description = "Revoked, or nothing to revoke", body = Revoked),
         (status = 400, description = "Malformed request"),
     )
 )]
@@ -92,7 +138,7 @@ pub async fn revoke(State(state): State<AppState>, form: OAuthForm) -> ApiResult
     security(("OAuth2PasswordBearer" = ["admin"])),
     request_body(content = TokenParam, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "`{\"active\": false}` or the token's claims"),
+        (status = 200, description = "`{\"active\": false}` or the token's claims", body = Introspection),
         (status = 401, description = "Missing, invalid or expired token"),
         (status = 403, description = "The caller lacks scope admin"),
     )

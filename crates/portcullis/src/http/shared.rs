@@ -17,26 +17,33 @@ use crate::store::{NewUser, StoreError};
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
-    /// 1 to 64 characters, no spaces; unique ignoring case and width.
+    /// 1 to 64 characters, no spaces or invisible or direction-changing
+    /// characters; unique ignoring case and width, and not confusable with
+    /// another user's name (same UTS #39 skeleton).
+    #[schema(value_type = super::document::Username)]
     pub username: String,
     /// 8 characters to 1024 bytes, not a common password.
+    #[schema(value_type = super::document::NewPassword)]
     pub password: String,
     /// Email address.
     #[serde(default)]
+    #[schema(value_type = Option<super::document::Email>)]
     pub email: Option<String>,
     /// Full name.
     #[serde(default)]
+    #[schema(value_type = Option<super::document::FullName>)]
     pub full_name: Option<String>,
 }
 
 impl Registration {
-    /// Parses, hashes and stores the user. A taken name is refused before
-    /// the password is hashed, so asking for `admin` again and again costs
-    /// a query, not a hash.
+    /// Parses, hashes and stores the user. A taken name, or one confusable
+    /// with a user's name (same UTS #39 skeleton), is refused before the
+    /// password is hashed, so asking for `admin` again and again costs a
+    /// query, not a hash.
     ///
     /// # Errors
     /// `422` naming the field that breaks a rule; `409` when the name is
-    /// taken; `503` when hashing is saturated.
+    /// taken or looks like a user's; `503` when hashing is saturated.
     pub async fn create(self, state: &AppState, scopes: Scopes, disabled: bool) -> ApiResult<Profile> {
         let username =
             Username::parse(&self.username).map_err(|e| ApiError::Unprocessable(format!("username: {e}")))?;
@@ -47,11 +54,15 @@ impl Registration {
         if state.store.user_by_key(username.key()).await?.is_some() {
             return Err(taken());
         }
+        if state.store.skeleton_taken(&username).await? {
+            return Err(StoreError::Confusable.into());
+        }
         let password_hash = state.hasher.hash(password.expose().to_owned()).await?;
         let user = NewUser { username, email, full_name, scopes, disabled, password_hash };
         match state.store.insert_user(&user, state.clock.now()).await {
             Ok(stored) => Ok(Profile::from(&stored)),
-            // Taken while we hashed.
+            // Taken while we hashed (a lookalike taken meanwhile is
+            // `Confusable`, a `409` too).
             Err(StoreError::Conflict) => Err(taken()),
             Err(e) => Err(e.into()),
         }

@@ -44,24 +44,63 @@ pub fn document_login(doc: &mut utoipa::openapi::OpenApi) {
     doc.paths.paths.insert("/login".into(), item);
 }
 
-/// The form fields of a token request, for the OpenAPI document.
+/// The form fields of a token request, for the OpenAPI document: one
+/// grant's. Each field at most once; an empty value counts as absent.
+/// Other fields (`client_id`, `client_secret`) are ignored: portcullis has
+/// no confidential clients.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum TokenForm {
+    /// The password grant (RFC 6749 §4.3).
+    Password {
+        /// `password`, the default when absent.
+        #[schema(value_type = PasswordGrantType, required = false)]
+        grant_type: Option<String>,
+        /// The username (any case or width).
+        #[schema(min_length = 1)]
+        username: String,
+        /// The password.
+        #[schema(min_length = 1)]
+        password: String,
+        /// Scopes to request; none: all the user holds.
+        #[schema(value_type = super::document::ScopeList, required = false)]
+        scope: Option<String>,
+        /// Any other field is ignored (each field at most once, a string).
+        #[serde(flatten)]
+        other: std::collections::HashMap<String, String>,
+    },
+    /// The refresh_token grant (RFC 6749 §6).
+    RefreshToken {
+        /// `refresh_token`.
+        #[schema(value_type = RefreshGrantType)]
+        grant_type: String,
+        /// A refresh token from an earlier token response.
+        #[schema(min_length = 1)]
+        refresh_token: String,
+        /// Scopes to request, within the session's grant; none: all of it.
+        #[schema(value_type = super::document::ScopeList, required = false)]
+        scope: Option<String>,
+        /// Any other field is ignored (each field at most once, a string).
+        #[serde(flatten)]
+        other: std::collections::HashMap<String, String>,
+    },
+}
+
+/// `grant_type` of the password grant, for the OpenAPI document.
 #[derive(ToSchema)]
 #[allow(dead_code)]
-struct TokenForm {
-    /// `password` (default when absent) or `refresh_token`.
-    grant_type: Option<String>,
-    /// For the password grant.
-    username: Option<String>,
-    /// For the password grant.
-    password: Option<String>,
-    /// For the refresh_token grant.
-    refresh_token: Option<String>,
-    /// Space-separated scopes to request; none: all the user holds.
-    scope: Option<String>,
-    /// Ignored: portcullis has no confidential clients.
-    client_id: Option<String>,
-    /// Ignored: portcullis has no confidential clients.
-    client_secret: Option<String>,
+enum PasswordGrantType {
+    #[serde(rename = "password")]
+    Password,
+}
+
+/// `grant_type` of the refresh_token grant, for the OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+enum RefreshGrantType {
+    #[serde(rename = "refresh_token")]
+    RefreshToken,
 }
 
 /// A successful token response (RFC 6749 §5.1).
@@ -197,7 +236,7 @@ async fn password_grant(
         scope: granted.to_string(),
     };
     let refresh = new_refresh_token();
-    let expires_at = now + state.settings.refresh_token_ttl;
+    let expires_at = now + state.settings.refresh_token_ttl.min(state.settings.session_max_age);
     let refresh_hash = refresh_token_hash(&refresh);
     let mut verified = user.password_hash.clone();
     while !state.store.create_session(&session, &verified, &user.scopes, &refresh_hash, expires_at, now).await? {
@@ -238,7 +277,9 @@ async fn refresh_grant(state: &AppState, refresh_token: &str, scope: Option<&str
     }
     let fresh = new_refresh_token();
     let expires_at = now + state.settings.refresh_token_ttl;
-    let rotation = state.store.rotate_refresh_token(&hash, &refresh_token_hash(&fresh), expires_at, now).await?;
+    let max_age = state.settings.session_max_age;
+    let rotation =
+        state.store.rotate_refresh_token(&hash, &refresh_token_hash(&fresh), expires_at, max_age, now).await?;
     let session = match rotation {
         Rotation::Rotated(session) => session,
         Rotation::Reused => {

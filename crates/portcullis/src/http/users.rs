@@ -84,9 +84,11 @@ pub async fn me_with_slash(state: State<AppState>, user: Authenticated) -> ApiRe
 pub struct ProfileChange {
     /// New email, or null.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<super::document::Email>)]
     email: Option<Option<String>>,
     /// New full name, or null.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<super::document::FullName>)]
     full_name: Option<Option<String>>,
 }
 
@@ -124,6 +126,7 @@ pub struct PasswordChange {
     /// The password now.
     current_password: String,
     /// The new one: 8 characters to 1024 bytes, not a common password.
+    #[schema(value_type = super::document::NewPassword)]
     new_password: String,
 }
 
@@ -174,7 +177,7 @@ pub async fn change_password(
     responses(
         (status = 201, description = "Created", body = Profile),
         (status = 403, description = "Registration is off"),
-        (status = 409, description = "Username taken"),
+        (status = 409, description = "Username taken, or confusable with a user's"),
         (status = 422, description = "A field breaks a rule"),
         (status = 429, description = "Too many registrations from this address; see Retry-After"),
     )

@@ -137,6 +137,10 @@ pub enum StoreError {
     /// A unique value (e.g. the username) is taken.
     #[error("already exists")]
     Conflict,
+    /// The new user's name is confusable with a stored user's: they share a
+    /// UTS #39 skeleton ([`Username::skeletons`]).
+    #[error("looks like an existing user's name")]
+    Confusable,
     /// The change would leave no enabled holder of scope `admin`.
     #[error("the last enabled admin")]
     LastAdmin,
@@ -161,11 +165,17 @@ pub trait Store: Send + Sync + 'static {
     /// How many users exist (to know if this is a first start).
     async fn count_users(&self) -> StoreResult<i64>;
 
-    /// Creates a user and returns it as stored.
+    /// Creates a user and returns it as stored, with its name's skeletons
+    /// (kept unique, so of two confusable names registered at once one fails).
     ///
     /// # Errors
-    /// [`StoreError::Conflict`] when the username key is taken.
+    /// [`StoreError::Conflict`] when the username key is taken,
+    /// [`StoreError::Confusable`] when another user's name has its skeleton.
     async fn insert_user(&self, user: &NewUser, now: UnixTime) -> StoreResult<User>;
+
+    /// Whether a stored user's name shares a skeleton with `username` (the
+    /// same key included): a cheap check before hashing a password.
+    async fn skeleton_taken(&self, username: &Username) -> StoreResult<bool>;
 
     /// The user with this key.
     async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<User>>;
@@ -219,12 +229,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Retires `old_hash` and stores `new_hash` in its place, atomically: of
     /// two concurrent calls with one token, at most one rotates. A token
-    /// already used revokes its whole session.
+    /// already used revokes its whole session. A session older than
+    /// `session_max_age` seconds rotates no more, and the new token expires
+    /// by then at the latest.
     async fn rotate_refresh_token(
         &self,
         old_hash: &str,
         new_hash: &str,
         expires_at: UnixTime,
+        session_max_age: i64,
         now: UnixTime,
     ) -> StoreResult<Rotation>;
 
@@ -244,6 +257,16 @@ pub trait Store: Send + Sync + 'static {
     /// `before`, and login counters whose window started before
     /// `attempts_before`. Returns how many rows went.
     async fn prune(&self, before: UnixTime, attempts_before: UnixTime) -> StoreResult<u64>;
+
+    /// How many users still have a bcrypt hash (imported, not yet upgraded).
+    async fn count_bcrypt_hashes(&self) -> StoreResult<i64>;
+
+    /// The setting `name`, if set.
+    async fn setting(&self, name: &str) -> StoreResult<Option<String>>;
+
+    /// The setting `name`, storing `proposed` first when it has none: the
+    /// first writer's value is kept, whoever asks later.
+    async fn setting_or_init(&self, name: &str, proposed: &str) -> StoreResult<String>;
 
     /// Counts a failure in `bucket`; a window older than `window` seconds
     /// starts over. Returns the failures in the current window and when it

@@ -40,5 +40,7 @@ pub async fn open(url: &str, pool: &PoolSettings) -> StoreResult<PgStore> {
         .connect_with(options)
         .await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-    Ok(SqlStore { pool })
+    let store = SqlStore { pool };
+    store.backfill_skeletons().await?;
+    Ok(store)
 }

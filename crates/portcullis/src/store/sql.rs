@@ -73,6 +73,60 @@ fn conflict_or(e: sqlx::Error) -> StoreError {
     }
 }
 
+impl SqlStore<Db> {
+    /// Gives users stored before skeletons were kept (migration
+    /// `username_skeletons`) theirs, oldest first; SQL cannot compute them.
+    /// A user with a skeleton another user has already gets none, and is
+    /// counted in a warning: both go on working, and the older name keeps
+    /// new lookalikes out. Runs at every open, so such a user gets its
+    /// skeletons once the other is gone. Returns how many users have none.
+    pub(super) async fn backfill_skeletons(&self) -> StoreResult<i64> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "select username, username_key from users u
+             where not exists (select 1 from username_skeletons s where s.user_key = u.username_key)
+             order by created_at, username_key",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (display, key) in rows {
+            let username = Username::from_stored(display, UserKey::from_stored(key));
+            let mut tx = self.pool.begin().await?;
+            let mut all_ours = true;
+            for skeleton in username.skeletons() {
+                sqlx::query(
+                    "insert into username_skeletons (skeleton, user_key) values ($1, $2) on conflict (skeleton) do nothing",
+                )
+                .bind(&skeleton)
+                .bind(username.key().as_str())
+                .execute(&mut *tx)
+                .await?;
+                // Another instance starting at the same time may have
+                // written this user's own: that is fine.
+                let owner: String = sqlx::query_scalar("select user_key from username_skeletons where skeleton = $1")
+                    .bind(&skeleton)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                all_ours &= owner == username.key().as_str();
+            }
+            if all_ours { tx.commit().await? } else { tx.rollback().await? }
+        }
+        let left: i64 = sqlx::query_scalar(
+            "select count(*) from users u
+             where not exists (select 1 from username_skeletons s where s.user_key = u.username_key)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if left > 0 {
+            tracing::warn!(
+                users = left,
+                "users stored before confusable names were refused have names that look like another user's \
+                 (same UTS #39 skeleton); they keep working: review them with `portcullis user list`"
+            );
+        }
+        Ok(left)
+    }
+}
+
 #[async_trait]
 impl Store for SqlStore<Db> {
     async fn ping(&self) -> StoreResult<()> {
@@ -85,24 +139,51 @@ impl Store for SqlStore<Db> {
     }
 
     async fn insert_user(&self, user: &NewUser, now: UnixTime) -> StoreResult<User> {
+        let key = user.username.key();
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "insert into users (username, username_key, email, full_name, password_hash, scopes, disabled, created_at, updated_at)
              values ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         )
         .bind(user.username.as_str())
-        .bind(user.username.key().as_str())
+        .bind(key.as_str())
         .bind(&user.email)
         .bind(&user.full_name)
         .bind(user.password_hash.expose())
         .bind(user.scopes.to_string())
         .bind(user.disabled)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(conflict_or)?;
+        for skeleton in user.username.skeletons() {
+            sqlx::query("insert into username_skeletons (skeleton, user_key) values ($1, $2)")
+                .bind(skeleton)
+                .bind(key.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match conflict_or(e) {
+                    StoreError::Conflict => StoreError::Confusable,
+                    e => e,
+                })?;
+        }
+        tx.commit().await?;
         let stored = self.user_by_key(user.username.key()).await?;
         // Only a delete racing this insert could take it away again.
         stored.ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+    }
+
+    async fn skeleton_taken(&self, username: &Username) -> StoreResult<bool> {
+        for skeleton in username.skeletons() {
+            let found: Option<i32> = sqlx::query_scalar("select 1 from username_skeletons where skeleton = $1")
+                .bind(skeleton)
+                .fetch_optional(&self.pool)
+                .await?;
+            if found.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<User>> {
@@ -132,7 +213,7 @@ impl Store for SqlStore<Db> {
         // `$2b$12$…`: the cost is characters 5 and 6.
         let cost: Option<String> = sqlx::query_scalar(
             "select max(substr(password_hash, 5, 2)) from users
-                 where password_hash like '$2_$%' and substr(password_hash, 5, 2) <= '16'",
+                 where password_hash like '$2_$%' and substr(password_hash, 5, 2) <= '14'",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -300,6 +381,7 @@ impl Store for SqlStore<Db> {
         old_hash: &str,
         new_hash: &str,
         expires_at: UnixTime,
+        session_max_age: i64,
         now: UnixTime,
     ) -> StoreResult<Rotation> {
         // The conditional update takes SQLite's write lock first, so two
@@ -336,16 +418,22 @@ impl Store for SqlStore<Db> {
         };
         let session_id: String = claimed.try_get("session_id")?;
         let session = sqlx::query(
-            "select s.id, s.user_key, s.scope from sessions s join users u on u.username_key = s.user_key
-             where s.id = $1 and s.revoked_at is null and u.disabled = false",
+            "select s.id, s.user_key, s.scope, s.created_at from sessions s
+             join users u on u.username_key = s.user_key
+             where s.id = $1 and s.revoked_at is null and u.disabled = false and s.created_at > $2 - $3",
         )
         .bind(&session_id)
+        .bind(now)
+        .bind(session_max_age)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(session) = session else {
             tx.commit().await?;
             return Ok(Rotation::Invalid);
         };
+        // However often it is refreshed, a session ends at its maximum age.
+        let started: i64 = session.try_get("created_at")?;
+        let expires_at = expires_at.min(started.saturating_add(session_max_age));
         sqlx::query(
             "insert into refresh_tokens (token_hash, session_id, created_at, expires_at) values ($1, $2, $3, $4)",
         )
@@ -436,6 +524,28 @@ impl Store for SqlStore<Db> {
             .await?
             .rows_affected();
         Ok(gone)
+    }
+
+    async fn count_bcrypt_hashes(&self) -> StoreResult<i64> {
+        let (n,): (i64,) = sqlx::query_as("select count(*) from users where password_hash like '$2_$%'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
+    async fn setting(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar("select value from settings where name = $1").bind(name).fetch_optional(&self.pool).await?)
+    }
+
+    async fn setting_or_init(&self, name: &str, proposed: &str) -> StoreResult<String> {
+        sqlx::query("insert into settings (name, value) values ($1, $2) on conflict (name) do nothing")
+            .bind(name)
+            .bind(proposed)
+            .execute(&self.pool)
+            .await?;
+        let (value,): (String,) =
+            sqlx::query_as("select value from settings where name = $1").bind(name).fetch_one(&self.pool).await?;
+        Ok(value)
     }
 
     async fn record_failure(&self, bucket: &str, now: UnixTime, window: i64) -> StoreResult<(i64, UnixTime)> {

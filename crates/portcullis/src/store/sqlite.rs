@@ -32,6 +32,9 @@ pub type SqliteStore = SqlStore<Db>;
 /// # Errors
 /// The database error, e.g. a directory that does not exist.
 pub async fn open(url: &str, pool: &PoolSettings) -> StoreResult<SqliteStore> {
+    if let Some(file) = file_of(url) {
+        create_private(&file);
+    }
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -45,10 +48,33 @@ pub async fn open(url: &str, pool: &PoolSettings) -> StoreResult<SqliteStore> {
         .connect_with(options)
         .await?;
     sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-    Ok(SqlStore { pool })
+    let store = SqlStore { pool };
+    store.backfill_skeletons().await?;
+    Ok(store)
 }
 
 /// The file a `sqlite:` URL names, if any (not for in-memory databases).
+/// Creates the database file readable by its owner only (it holds password
+/// hashes), unless it exists; SQLite gives its `-wal` and `-shm` files the
+/// same mode. An existing file readable by others is left as it is, with a
+/// warning: someone chose that mode, or must fix it.
+fn create_private(file: &std::path::Path) {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if std::fs::metadata(file).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+                tracing::warn!(
+                    file = %file.display(),
+                    "the database file is readable by other users and holds password hashes: chmod 600 it"
+                );
+            }
+        }
+        // A directory that does not exist yet, say: sqlx reports it better.
+        Err(_) => {}
+    }
+}
+
 pub fn file_of(url: &str) -> Option<PathBuf> {
     if !url.starts_with("sqlite:") {
         return None;

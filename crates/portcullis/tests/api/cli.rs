@@ -302,3 +302,46 @@ async fn the_cli_finds_a_non_ascii_user_by_any_spelling() {
     ok(&cli(dir.path(), &["user", "delete", "ÅNGSTRÖM"], None));
     assert_eq!(login(&server.url, "Ångström", "angstroms-password-1").await, 401);
 }
+
+/// `portcullis check`: each finding on its own line, `fail` exits 1, and the
+/// database-backed checks see what the deployment holds.
+#[tokio::test]
+async fn check_reports_the_common_mistakes_and_fails_on_a_published_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let published = "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7";
+    let out = command(dir.path()).env("PORTCULLIS_SECRET_KEY", published).args(["check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "a published secret fails the check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.starts_with("fail") && l.contains("secret")), "{text}");
+    assert!(text.contains("does not exist yet"), "{text}");
+    assert!(!text.contains(published) && !dir.path().join("portcullis.db").exists(), "{text}");
+
+    // A real deployment: started once, then audited with its settings.
+    {
+        let server = server(dir.path());
+        assert_eq!(login(&server.url, "admin", ADMIN_PASSWORD).await, 200);
+    }
+    let tutorial = r#"{"johndoe": {"username": "johndoe", "hashed_password": "$2b$12$EixZaYVK1fsbw1ZfbX3OXePaWxn96p36WQoeG6Lruj3vjPGga31lW"}}"#;
+    std::fs::write(dir.path().join("users.json"), tutorial).unwrap();
+    ok(&cli(dir.path(), &["user", "import", "users.json"], None));
+
+    let out = cli(dir.path(), &["check", "--access-token-ttl", "2h", "--bind", "0.0.0.0:8000", "--allow-registration"], None);
+    let text = ok(&out);
+    let status = |check: &str| {
+        text.lines().find(|l| l.split_whitespace().nth(1) == Some(check)).map(|l| l[..4].to_owned()).unwrap_or_default()
+    };
+    assert_eq!(status("secret"), "pass", "{text}");
+    for warned in ["access-token-ttl", "bind", "registration", "issuer", "audience", "bootstrap-password", "algorithm"] {
+        assert_eq!(status(warned), "warn", "{warned}: {text}");
+    }
+    assert!(text.contains("1 user(s) still have an imported bcrypt hash"), "{text}");
+
+    // Fixed, the warnings go.
+    ok(&cli(dir.path(), &["user", "passwd", "admin", "--password-stdin"], Some("a-brand-new-password-9\n")));
+    let json = ok(&cli(dir.path(), &["check", "--json", "--issuer", "https://auth.example", "--audience", "api"], None));
+    let findings: Value = serde_json::from_str(&json).unwrap();
+    for check in ["bootstrap-password", "issuer", "audience", "access-token-ttl", "bind", "registration"] {
+        let f = findings.as_array().unwrap().iter().find(|f| f["check"] == check).unwrap();
+        assert_eq!(f["status"], "pass", "{f}");
+    }
+}

@@ -82,9 +82,10 @@ pub fn test_config(database_url: String) -> ServeConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
         allow_registration: false,
         log_format: LogFormat::Text,
-        issuer: "http://portcullis.test".into(),
+        issuer: Some("http://portcullis.test".into()),
         audience: vec![],
         refresh_token_ttl: Duration::from_secs(14 * 86400),
+        session_max_age: Duration::from_secs(30 * 86400),
         algorithm: portcullis::auth::signing::KeyAlgorithm::Hs256,
         bootstrap_admin_password: Some(ADMIN_PASSWORD.into()),
         pool: Default::default(),
@@ -121,6 +122,11 @@ pub fn client() -> reqwest::Client {
 }
 
 impl TestApp {
+    /// The `iss` the server issues.
+    pub fn issuer(&self) -> String {
+        self.state.keyring.settings().issuer.clone()
+    }
+
     pub async fn post_form(&self, path: &str, body: &str) -> reqwest::Response {
         self.client
             .post(format!("{}{path}", self.url))

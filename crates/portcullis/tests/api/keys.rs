@@ -24,7 +24,7 @@ async fn pyjwt_verifies(app: &TestApp, token: &str, alg: &str) -> Result<String,
         .env("JWKS_URL", format!("{}/.well-known/jwks.json", app.url))
         .env("TOKEN", token)
         .env("ALG", alg)
-        .env("ISSUER", &app.config.issuer)
+        .env("ISSUER", app.issuer())
         .env("NO_PROXY", "*");
     let out = tokio::task::spawn_blocking(move || cmd.output()).await.unwrap().expect("python3 runs");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -98,7 +98,7 @@ async fn the_algorithm_confusion_attack_is_refused() {
         header.typ = Some("at+jwt".into());
         header.kid = Some(key["kid"].as_str().unwrap().into());
         let claims = json!({
-            "iss": app.config.issuer, "sub": "admin", "iat": now(), "nbf": now(), "exp": now() + 600,
+            "iss": app.issuer(), "sub": "admin", "iat": now(), "nbf": now(), "exp": now() + 600,
             "jti": "c0ffee", "scope": "admin",
         });
         let candidates = [
@@ -121,7 +121,7 @@ async fn header_parameters_pointing_at_other_keys_are_never_followed() {
     let app = spawn_with(|c| c.algorithm = KeyAlgorithm::EdDsa).await;
     use base64::Engine;
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let claims = json!({"iss": app.config.issuer, "sub": "admin", "iat": now(), "nbf": now(), "exp": now() + 600, "jti": "j", "scope": ""});
+    let claims = json!({"iss": app.issuer(), "sub": "admin", "iat": now(), "nbf": now(), "exp": now() + 600, "jti": "j", "scope": ""});
     // An attacker's own HS256 key, offered inline (jwk) and by URL (jku/x5u).
     let header = json!({"alg": "HS256", "typ": "at+jwt", "jku": "http://127.0.0.1:1/jwks.json",
         "x5u": "http://127.0.0.1:1/cert.pem", "jwk": {"kty": "oct", "k": engine.encode("attacker-key")}});
@@ -216,7 +216,7 @@ async fn the_database_alone_does_not_give_away_a_signing_key() {
     assert!(ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&sealed).is_err());
 
     let wrong_secret = command(std::env::temp_dir().as_path())
-        .env("PORTCULLIS_SECRET_KEY", "some-other-secret-0123456789abcdef0123")
+        .env("PORTCULLIS_SECRET_KEY", "some-other-secret-3e4dadcfc9216d9b8bcb9e09cb4bc422df73e2ccd90a81")
         .env("PORTCULLIS_DATABASE_URL", &app.config.deployment.database_url)
         .args(["keys", "rotate"])
         .output()
@@ -227,7 +227,7 @@ async fn the_database_alone_does_not_give_away_a_signing_key() {
 
 #[tokio::test]
 async fn with_a_master_key_the_hs256_secret_alone_cannot_unseal_signing_keys() {
-    const MASTER: &str = "master-key-0123456789abcdef0123456789abcdef";
+    const MASTER: &str = "master-key-45f146aa040625e57881dc2a3495a34f4a300729101d7151594e";
     let app = spawn_with(|c| {
         c.algorithm = KeyAlgorithm::EdDsa;
         c.deployment.master_key = Some(MASTER.into());
@@ -286,7 +286,7 @@ async fn the_metadata_names_routes_that_exist() {
 
     let meta: Value = app.get("/.well-known/oauth-authorization-server", None).await.json().await.unwrap();
 
-    assert_eq!(meta["issuer"], app.config.issuer);
+    assert_eq!(meta["issuer"], app.issuer());
     assert_eq!(meta["grant_types_supported"], json!(["password", "refresh_token"]));
     assert!(meta["scopes_supported"].as_array().unwrap().contains(&json!("admin")));
     assert_eq!(meta["access_token_signing_alg_values_supported"], json!(["EdDSA"]));
@@ -297,7 +297,7 @@ async fn the_metadata_names_routes_that_exist() {
         ("jwks_uri", reqwest::Method::GET),
     ] {
         let url = meta[field].as_str().unwrap();
-        let path = url.strip_prefix(&app.config.issuer).unwrap_or_else(|| panic!("{field} {url} under the issuer"));
+        let path = url.strip_prefix(app.issuer().as_str()).unwrap_or_else(|| panic!("{field} {url} under the issuer"));
         let response = app.client.request(method, format!("{}{path}", app.url)).send().await.unwrap();
         assert!(![404, 405].contains(&response.status().as_u16()), "{field} {path}: {}", response.status());
     }

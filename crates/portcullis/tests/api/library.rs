@@ -297,3 +297,67 @@ async fn connecting_to_an_unreachable_jwks_url_is_an_error_not_a_panic() {
     let err = result.unwrap_err().to_string();
     assert!(err.contains("jwks.json"), "{err}");
 }
+
+/// A JWKS endpoint that redirects, or answers a body over the cap, or sits
+/// on another host over plain http, is refused: the key set every token is
+/// checked against must come from where it was configured, whole and small.
+#[tokio::test]
+async fn a_jwks_url_that_redirects_is_too_large_or_plain_http_elsewhere_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = server(dir.path(), "EdDSA");
+    let real_jwks = format!("{}/.well-known/jwks.json", real.url);
+    let target = real_jwks.clone();
+    let app = Router::new()
+        .route(
+            "/redirect",
+            get(move || {
+                let target = target.clone();
+                async move { axum::response::Redirect::temporary(&target) }
+            }),
+        )
+        .route("/huge", get(|| async { format!("{{\"keys\": [], \"pad\": \"{}\"}}", "x".repeat(100 * 1024)) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let decoy = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    assert!(Verifier::from_jwks(&real_jwks).connect().await.is_ok(), "the real one works");
+    for (url, why) in [
+        (format!("{decoy}/redirect"), "redirects are not followed"),
+        (format!("{decoy}/huge"), "larger than"),
+        ("http://portcullis.invalid/.well-known/jwks.json".to_owned(), "https unless it is on loopback"),
+    ] {
+        let err = Verifier::from_jwks(&url).connect().await.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains(why), "{url}: {err}");
+    }
+}
+
+/// A caller verified by one verifier (a lenient layer in front) is not
+/// taken on trust by a handler that uses another: each verifier reuses only
+/// its own result.
+#[tokio::test]
+async fn a_caller_verified_by_another_verifier_is_verified_again() {
+    async fn items(user: Authenticated) -> String {
+        format!("items of {}", user.subject())
+    }
+    let lenient = Verifier::builder(KeySet::new([VerifyKey::hs256("k", b"a-key-the-handler-does-not-trust-at-all")])).build();
+    let strict = Verifier::builder(KeySet::new([VerifyKey::hs256("k", SECRET.as_bytes())])).build();
+    let app: Router = Router::new()
+        .route("/items", get(items))
+        .layer(lenient.require_scopes(Vec::<String>::new()))
+        .with_state(strict.clone());
+    let mut header = Header::new(Algorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some("k".into());
+    let claims = json!({"iss": "x", "sub": "mallory", "iat": now(), "nbf": now(), "exp": now() + 600, "jti": "j", "scope": ""});
+    let forged =
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(b"a-key-the-handler-does-not-trust-at-all")).unwrap();
+
+    let answer = call(&app, "/items", Some(&format!("Bearer {forged}"))).await;
+
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
+    // The same verifier as layer and handler verifies once and agrees.
+    let same: Router =
+        Router::new().route("/items", get(items)).layer(strict.require_scopes(Vec::<String>::new())).with_state(strict);
+    let good = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+    assert_eq!(call(&same, "/items", Some(&format!("Bearer {good}"))).await.status, StatusCode::OK);
+}

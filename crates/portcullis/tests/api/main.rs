@@ -19,3 +19,4 @@ mod startup;
 mod store;
 mod throttle;
 mod token;
+mod usernames;

@@ -14,7 +14,7 @@ fn at_header() -> Header {
 
 fn claims(app: &TestApp, sub: &str, now: i64) -> Value {
     json!({
-        "iss": app.config.issuer, "sub": sub, "iat": now, "nbf": now, "exp": now + 900,
+        "iss": app.issuer(), "sub": sub, "iat": now, "nbf": now, "exp": now + 900,
         "jti": "0123456789abcdef0123456789abcdef", "scope": "admin",
     })
 }

@@ -392,3 +392,28 @@ async fn an_admin_token_requested_without_the_admin_scope_cannot_introspect() {
 
     assert_eq!(response.status(), 403);
 }
+
+/// `--session-max-age`: however often it is refreshed, a session ends that
+/// long after its login; the refresh tokens it hands out never outlive it.
+#[tokio::test]
+async fn a_session_ends_at_its_maximum_age_however_often_refreshed() {
+    let app = crate::helpers::spawn_with(|c| {
+        c.session_max_age = std::time::Duration::from_secs(3600);
+        c.refresh_token_ttl = std::time::Duration::from_secs(14 * 86400);
+    })
+    .await;
+    let mut tokens = login(&app, "admin", ADMIN_PASSWORD).await;
+    for _ in 0..3 {
+        app.state.clock.advance(1000);
+        tokens = refreshed(&app, &tokens.refresh).await;
+    }
+    let info: Value =
+        post_bearer(&app, "/token/introspect", &tokens.access, &[("token", &tokens.refresh)]).await.json().await.unwrap();
+    let iat = info["iat"].as_i64().unwrap();
+    assert!(info["exp"].as_i64().unwrap() <= iat - 3000 + 3600, "the refresh token expires with its session: {info}");
+
+    app.state.clock.advance(601);
+
+    assert_invalid_grant(refresh(&app, &tokens.refresh).await).await;
+    assert_eq!(app.login("admin", ADMIN_PASSWORD).await.status(), 200, "a new login starts a new session");
+}

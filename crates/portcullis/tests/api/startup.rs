@@ -18,6 +18,12 @@ async fn a_first_start_creates_the_database_the_secret_and_an_admin_with_a_print
     let server = serve(command(dir.path()), dir.path());
 
     assert!(dir.path().join("portcullis.db").exists());
+    // It holds password hashes: its owner's alone, and so are SQLite's
+    // companion files.
+    for file in ["portcullis.db", "portcullis.db-wal", "portcullis.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
     let secret = dir.path().join("portcullis.secret");
     assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(std::fs::read_to_string(&secret).unwrap().trim().len() >= 64);
@@ -90,6 +96,33 @@ fn a_short_or_published_secret_stops_the_server_saying_how_to_make_one() {
         assert!(stderr.contains("openssl rand -hex 32"), "{secret}: {stderr}");
         assert!(!stderr.contains(secret) || secret.len() < 8, "the secret is not echoed: {stderr}");
     }
+}
+
+#[test]
+fn a_long_secret_from_the_public_jwt_wordlist_or_of_repeats_and_words_stops_the_server() {
+    for (secret, why) in [
+        ("my_very_long_and_safe_secret_key", "public wordlist of JWT secrets"),
+        ("12345678901234567890123456789012", "public wordlist of JWT secrets"),
+        ("thisismysupersecretkeyforjwttokens", "far weaker than its length"),
+    ] {
+        let stderr = start_fails_with(secret);
+        assert!(stderr.contains(why), "{secret}: {stderr}");
+        assert!(stderr.contains("openssl rand -hex 32"), "{secret}: {stderr}");
+        assert!(!stderr.contains(secret), "the secret is not echoed: {stderr}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret");
+    std::fs::write(&file, "12345678901234567890123456789012\n").unwrap();
+    let output = command(dir.path())
+        .arg("--secret-key-file")
+        .arg(&file)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a listed secret in a file starts the server: {stderr}");
+    assert!(stderr.contains("public wordlist of JWT secrets") && stderr.contains("openssl rand -hex 32"), "{stderr}");
+    assert!(!dir.path().join("portcullis.db").exists(), "refused before the database is touched");
 }
 
 #[tokio::test]
@@ -174,7 +207,10 @@ async fn credentials_in_a_query_string_never_reach_the_log() {
 #[tokio::test]
 async fn an_instance_with_another_secret_is_refused_until_the_switch_is_deliberate() {
     let dir = tempfile::tempdir().unwrap();
-    let (first, second) = ("first-secret-0123456789abcdef0123456789ab", "second-secret-0123456789abcdef0123456789a");
+    let (first, second) = (
+        "first-secret-3726b4573a920c5e612d67bfb11203ffb7e0a1b6685eb06519",
+        "second-secret-2f8b749b8b007d2fe24e4b017cca07f3bfd8eaefd49fe6ea02",
+    );
     let start = |secret: &str| {
         let mut cmd = command(dir.path());
         cmd.env("PORTCULLIS_SECRET_KEY", secret).env("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD);
@@ -219,4 +255,60 @@ async fn with_json_logs_every_line_the_process_writes_is_a_json_object() {
     for line in stderr.lines() {
         assert!(serde_json::from_str::<Value>(line).is_ok(), "stderr: {line}");
     }
+}
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// With no `--issuer`, the issuer is fixed when the database is created:
+/// a restart on another port, or a second instance on the same database,
+/// issues and accepts the same `iss`.
+#[tokio::test]
+async fn without_an_issuer_the_databases_first_one_holds_across_ports_and_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::helpers::test_database_url(dir.path()).await;
+    let start = |port: u16| {
+        let mut config = crate::helpers::test_config(db.clone());
+        config.issuer = None;
+        config.bind = format!("127.0.0.1:{port}").parse().unwrap();
+        async move {
+            let server = portcullis::server::Server::build(&config).await.expect("starts");
+            let url = format!("http://{}", server.local_addr().unwrap());
+            tokio::spawn(server.run());
+            url
+        }
+    };
+    let first_port = free_port();
+    let first = start(first_port).await;
+    let token = crate::helpers::post_login(&first, "admin", crate::helpers::ADMIN_PASSWORD).await;
+    let token = token.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(crate::helpers::jwt_part(&token, 1)["iss"], format!("http://127.0.0.1:{first_port}"));
+
+    // A second instance on another port, same database.
+    let second = start(free_port()).await;
+    let me = |url: String, token: String| async move {
+        crate::helpers::client().get(format!("{url}/users/me")).bearer_auth(token).send().await.unwrap().status()
+    };
+    assert_eq!(me(second.clone(), token.clone()).await, 200, "the other instance accepts it");
+    let theirs = crate::helpers::post_login(&second, "admin", crate::helpers::ADMIN_PASSWORD).await;
+    let theirs = theirs.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(crate::helpers::jwt_part(&theirs, 1)["iss"], format!("http://127.0.0.1:{first_port}"));
+    assert_eq!(me(first.clone(), theirs).await, 200);
+    let meta: Value = crate::helpers::client()
+        .get(format!("{second}/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["issuer"], format!("http://127.0.0.1:{first_port}"));
+
+    // A configured issuer still wins.
+    let mut config = crate::helpers::test_config(db.clone());
+    config.issuer = Some("https://auth.example".into());
+    let configured = portcullis::server::Server::build(&config).await.unwrap();
+    assert_eq!(configured.state().keyring.settings().issuer, "https://auth.example");
 }

@@ -1,6 +1,8 @@
 //! The storage suite: every test runs against both back ends, SQLite and
 //! the real PostgreSQL of `PORTCULLIS_TEST_POSTGRES`.
 
+const DAY30: i64 = 30 * 86400;
+
 use portcullis::auth::password::{self, StoredHash};
 use portcullis::domain::UserKey;
 use portcullis::domain::{Scopes, Username};
@@ -166,15 +168,15 @@ async fn a_rotation_retires_the_old_token_and_reuse_revokes_the_family() {
         b.store.insert_user(&user("hal", &h), 1).await.unwrap();
         b.store.create_session(&session("s1", "hal"), &h, &items(), "r1", 100, 1).await.unwrap();
 
-        let first = b.store.rotate_refresh_token("r1", "r2", 200, 2).await.unwrap();
+        let first = b.store.rotate_refresh_token("r1", "r2", 200, DAY30, 2).await.unwrap();
         assert_eq!(first, Rotation::Rotated(session("s1", "hal")), "{}", b.name);
-        assert_eq!(b.store.rotate_refresh_token("r1", "r3", 200, 3).await.unwrap(), Rotation::Reused);
+        assert_eq!(b.store.rotate_refresh_token("r1", "r3", 200, DAY30, 3).await.unwrap(), Rotation::Reused);
         assert_eq!(
-            b.store.rotate_refresh_token("r2", "r4", 200, 4).await.unwrap(),
+            b.store.rotate_refresh_token("r2", "r4", 200, DAY30, 4).await.unwrap(),
             Rotation::Invalid,
             "family revoked"
         );
-        assert_eq!(b.store.rotate_refresh_token("unknown", "r5", 200, 4).await.unwrap(), Rotation::Invalid);
+        assert_eq!(b.store.rotate_refresh_token("unknown", "r5", 200, DAY30, 4).await.unwrap(), Rotation::Invalid);
         assert!(
             b.store
                 .token_standing(&UserKey::of("hal"), Some("s1"), "j")
@@ -194,7 +196,7 @@ async fn an_expired_refresh_token_does_not_rotate() {
         b.store.insert_user(&user("ivy", &h), 1).await.unwrap();
         b.store.create_session(&session("s1", "ivy"), &h, &items(), "r1", 100, 1).await.unwrap();
 
-        assert_eq!(b.store.rotate_refresh_token("r1", "r2", 300, 100).await.unwrap(), Rotation::Invalid, "{}", b.name);
+        assert_eq!(b.store.rotate_refresh_token("r1", "r2", 300, DAY30, 100).await.unwrap(), Rotation::Invalid, "{}", b.name);
     }
 }
 
@@ -210,7 +212,7 @@ async fn concurrent_rotations_of_one_token_rotate_at_most_once() {
                 .map(|i| {
                     let (store, token) = (b.store.clone(), token.clone());
                     tokio::spawn(
-                        async move { store.rotate_refresh_token(&token, &format!("{token}-{i}"), 2000, 2).await },
+                        async move { store.rotate_refresh_token(&token, &format!("{token}-{i}"), 2000, DAY30, 2).await },
                     )
                 })
                 .collect();
