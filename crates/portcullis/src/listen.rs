@@ -17,7 +17,8 @@
 //!   new connection is closed at once rather than queued, so the server
 //!   keeps serving those it has.
 //!
-//! A slow request body is bounded by the router's own request timeout.
+//! A slow request body is bounded by the router's request timeout
+//! ([`ConnectionLimits::request_timeout`]).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -49,6 +50,9 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     /// Time requests in flight get to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Time one request may take, its body's upload included (then `408`):
+    /// a slow body is bounded here, by the router.
+    pub request_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -58,6 +62,7 @@ impl Default for ConnectionLimits {
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -58,17 +58,15 @@ impl Server {
         let proposed = config.issuer.clone().unwrap_or_else(|| config.default_issuer());
         let kept = store.setting_or_init("issuer", &proposed).await?;
         let issuer = config.issuer.clone().unwrap_or(kept);
-        let tokens = TokenSettings {
-            issuer,
-            audience: config.audience.clone(),
-            access_ttl: deployment.access_ttl_secs(),
-        };
+        let tokens =
+            TokenSettings { issuer, audience: config.audience.clone(), access_ttl: deployment.access_ttl_secs() };
         let keyring = Keyring::open(store.clone(), secrets, tokens, clock.clone()).await?;
         let settings = Settings {
             allow_registration: config.allow_registration,
             refresh_token_ttl: config.refresh_token_ttl.as_secs() as i64,
             session_max_age: config.session_max_age.as_secs() as i64,
             trusted_proxies: config.trusted_proxies.clone(),
+            request_timeout: config.connections.request_timeout,
         };
         let throttle = Throttle::new(store.clone(), config.throttle.clone());
         let state = AppState { store, keyring, hasher, throttle, clock, settings: Arc::new(settings) };
@@ -276,7 +274,10 @@ mod tests {
     fn a_url_in_a_message_keeps_no_password() {
         for (url, shown) in [
             ("postgres://app:s3cret@db:5432/auth", "postgres://…@db:5432/auth"),
-            ("postgres://db/auth?user=app&password=s3cret&sslmode=require", "postgres://db/auth?user=app&password=…&sslmode=require"),
+            (
+                "postgres://db/auth?user=app&password=s3cret&sslmode=require",
+                "postgres://db/auth?user=app&password=…&sslmode=require",
+            ),
             ("postgres://db/auth?sslpassword=s3cret", "postgres://db/auth?sslpassword=…"),
             ("postgres://a:b@db/auth?PASSWORD=s3cret", "postgres://…@db/auth?PASSWORD=…"),
             ("sqlite://portcullis.db?mode=rwc", "sqlite://portcullis.db?mode=rwc"),

@@ -22,6 +22,8 @@ pub struct Settings {
     pub session_max_age: i64,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Longest a request may take, body upload included (then `408`).
+    pub request_timeout: std::time::Duration,
 }
 
 /// Shared by all handlers; cheap to clone.

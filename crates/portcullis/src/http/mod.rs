@@ -14,8 +14,6 @@ pub mod token;
 pub mod users;
 pub mod wellknown;
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -37,6 +35,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
+    let request_timeout = state.settings.request_timeout;
     let (api, doc) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         // Everything these answer, errors included, names or carries a
         // credential, a token or a profile: none of it may be cached.
@@ -55,8 +54,9 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::max(input::BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        // Outside the timeout, so its bare 408 gets a JSON `detail` too.
         .layer(map_response(json_error_body))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(CatchPanicLayer::custom(|_| {
             (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({ "detail": "internal error" }))).into_response()
         }))

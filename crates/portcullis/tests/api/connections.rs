@@ -127,3 +127,21 @@ async fn a_request_slower_than_the_idle_timeout_is_not_cut_off() {
     let (_, login) = tokio::join!(busy, app.login("admin", crate::helpers::ADMIN_PASSWORD));
     assert_eq!(login.status(), 200);
 }
+
+#[tokio::test]
+async fn a_body_sent_too_slowly_gets_a_json_408_and_the_connection_ends() {
+    let app = spawn_with(|c| c.connections.request_timeout = Duration::from_secs(1)).await;
+    let mut stream = connect(&app).await;
+    stream
+        .write_all(b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nusername=ad")
+        .await
+        .unwrap();
+
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+
+    assert!(read.is_ok(), "the server answered and closed within the request timeout");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"detail\""), "the 408 carries a JSON detail: {text}");
+}
