@@ -307,7 +307,9 @@ pub fn find(
     let Some(path) = beside_db else {
         return Ok((generate(), Origin::Ephemeral));
     };
-    if path.exists() {
+    // An empty file is what a crash between creating and writing it left
+    // (before writes became atomic): nothing can have used it.
+    if path.exists() && !read_secret_file(path)?.is_empty() {
         let value = read_secret_file(path)?;
         if let Some(why) = weakness(&value) {
             bail!("secret key file {} refused: {why}", path.display());
@@ -315,8 +317,12 @@ pub fn find(
         return Ok((SecretString::from(value), Origin::File(path.to_owned())));
     }
     let secret = generate();
-    write_private(path, secret.expose_secret())
-        .with_context(|| format!("writing the generated secret key to {}", path.display()))?;
+    if !keep_private(path, secret.expose_secret())
+        .with_context(|| format!("writing the generated secret key to {}", path.display()))?
+    {
+        // Another process generated one first: use theirs.
+        return Ok((SecretString::from(read_secret_file(path)?), Origin::File(path.to_owned())));
+    }
     Ok((secret, Origin::Generated(path.to_owned())))
 }
 
@@ -338,23 +344,76 @@ fn generate() -> SecretString {
     SecretString::from(hex::encode(bytes))
 }
 
-fn write_private(path: &Path, value: &str) -> std::io::Result<()> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(value.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()
+/// Writes `value` to `path`, readable by its owner only, all or nothing: a
+/// temporary file is written and synced, then linked into place (which
+/// fails if another process got there first: `Ok(false)`, theirs stays) or,
+/// over an empty file a crash left, renamed into place. A crash at any
+/// point leaves either no file, an empty one, or the whole secret.
+fn keep_private(path: &Path, value: &str) -> std::io::Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(rand::random::<[u8; 8]>())));
+    let written = (|| {
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        file.write_all(value.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()
+    })();
+    let placed = written.and_then(|()| match fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if fs::metadata(path)?.len() == 0 {
+                fs::rename(&tmp, path).map(|()| true)
+            } else {
+                Ok(false)
+            }
+        }
+        Err(e) => Err(e),
+    });
+    let _ = fs::remove_file(&tmp);
+    let placed = placed?;
+    // The new directory entry must survive a crash too.
+    fs::File::open(dir)?.sync_all()?;
+    Ok(placed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_file_left_empty_by_a_crash_is_replaced_and_no_temporary_file_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portcullis.secret");
+        fs::write(&path, "").unwrap();
+
+        let (secret, origin) = find(None, None, Some(&path)).unwrap();
+
+        assert_eq!(origin, Origin::Generated(path.clone()));
+        assert_eq!(read_secret_file(&path).unwrap(), secret.expose_secret());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [std::ffi::OsString::from("portcullis.secret")], "no temporary file left");
+    }
+
+    #[test]
+    fn two_processes_generating_at_once_end_up_with_one_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portcullis.secret");
+        let found: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| find(None, None, Some(&path)).unwrap().0.expose_secret().to_owned()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(found.iter().all(|f| *f == found[0]), "every start uses the one secret kept");
+        assert_eq!(read_secret_file(&path).unwrap(), found[0]);
+    }
 
     #[test]
     fn tutorial_secrets_are_refused_whatever_their_length() {
