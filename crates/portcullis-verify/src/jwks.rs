@@ -216,7 +216,9 @@ mod tests {
         ] {
             assert_eq!(refusal(ok), None, "{ok}");
         }
-        for bad in ["http://auth.example/jwks", "http://10.0.0.1/jwks", "ftp://127.0.0.1/jwks", "file:///etc/jwks", "nope"] {
+        for bad in
+            ["http://auth.example/jwks", "http://10.0.0.1/jwks", "ftp://127.0.0.1/jwks", "file:///etc/jwks", "nope"]
+        {
             assert!(refusal(bad).is_some(), "{bad}");
         }
     }
@@ -224,7 +226,9 @@ mod tests {
     #[test]
     fn rsa_keys_outside_2048_to_4096_bits_or_with_a_large_exponent_are_skipped() {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let modulus = |bytes: usize| b64.encode(std::iter::once(0xc5u8).chain(std::iter::repeat_n(0x3b, bytes - 1)).collect::<Vec<_>>());
+        let modulus = |bytes: usize| {
+            b64.encode(std::iter::once(0xc5u8).chain(std::iter::repeat_n(0x3b, bytes - 1)).collect::<Vec<_>>())
+        };
         let jwk = |kid: &str, n: String, e: &str| json!({"kty": "RSA", "kid": kid, "n": n, "e": e});
         let jwks = json!({"keys": [
             jwk("1024", modulus(128), "AQAB"),

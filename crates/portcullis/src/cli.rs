@@ -144,6 +144,10 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTCULLIS_TRUSTED_PROXIES", value_delimiter = ',', value_name = "CIDR,…")]
     pub trusted_proxies: Vec<String>,
 
+    /// Client addresses (CIDRs) that may read GET /metrics [default: 127.0.0.0/8,::1/128].
+    #[arg(long, env = "PORTCULLIS_METRICS_ALLOW", value_delimiter = ',', value_name = "CIDR,…")]
+    pub metrics_allow: Vec<String>,
+
     /// Log format [default: text].
     #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -173,6 +177,15 @@ pub struct ServeArgs {
     /// 503, e.g. 5s [default: 5s].
     #[arg(long, env = "PORTCULLIS_DATABASE_TIMEOUT", value_name = "DURATION")]
     pub database_timeout: Option<String>,
+
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); the
+    /// files are re-read when they change.
+    #[arg(long, env = "PORTCULLIS_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "PORTCULLIS_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 
     /// Most client connections open at once; past it a new connection is
     /// closed at once [default: 1024].

@@ -19,6 +19,8 @@ use crate::store::PoolSettings;
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://portcullis.db";
 /// The address used when none is named.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
+/// Who may read `GET /metrics` when no one is named: this machine.
+pub const DEFAULT_METRICS_ALLOW: &[&str] = &["127.0.0.0/8", "::1/128"];
 
 /// The TOML file: the flags' names with `_`, all optional.
 #[derive(Debug, Default, Deserialize)]
@@ -39,8 +41,12 @@ pub struct FileConfig {
     database_pool_size: Option<u32>,
     database_timeout: Option<String>,
     max_connections: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     #[serde(default, deserialize_with = "string_or_list")]
     trusted_proxies: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "string_or_list")]
+    metrics_allow: Option<Vec<String>>,
 }
 
 /// A list in TOML may be written as the flag takes it, `"a,b"`, or as an
@@ -164,6 +170,8 @@ pub struct ServeConfig {
     pub pool: PoolSettings,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Client addresses (as throttling reads them) `GET /metrics` answers.
+    pub metrics_allow: Vec<ipnet::IpNet>,
     /// Login throttling limits.
     pub throttle: ThrottleSettings,
     /// Password of the first `admin`, from `PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD`.
@@ -174,6 +182,8 @@ pub struct ServeConfig {
     pub hash_queue: usize,
     /// Connection timeouts and bound.
     pub connections: ConnectionLimits,
+    /// Certificate and key to serve HTTPS with.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl ServeConfig {
@@ -228,6 +238,21 @@ impl ServeConfig {
                     .with_context(|| format!("trusted_proxies: {p:?} is not an address or CIDR (e.g. 10.0.0.0/8)"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let metrics_allow = if args.metrics_allow.is_empty() {
+            file.metrics_allow.clone().unwrap_or_else(|| DEFAULT_METRICS_ALLOW.iter().map(|&n| n.to_owned()).collect())
+        } else {
+            args.metrics_allow
+        };
+        let metrics_allow = metrics_allow
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .with_context(|| format!("metrics_allow: {p:?} is not an address or CIDR (e.g. 10.0.0.0/8)"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut pool = PoolSettings::default();
         if let Some(size) = args.database_pool_size.or(file.database_pool_size) {
             if size == 0 {
@@ -238,6 +263,11 @@ impl ServeConfig {
         if let Some(text) = args.database_timeout.or(file.database_timeout.clone()) {
             pool.acquire_timeout = parse_duration(&text).context("database_timeout")?;
         }
+        let tls = match (args.tls_cert.or(file.tls_cert.clone()), args.tls_key.or(file.tls_key.clone())) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => bail!("tls_cert and tls_key go together: give both, or neither"),
+        };
         let mut connections = ConnectionLimits::default();
         if let Some(max) = args.max_connections.or(file.max_connections) {
             if max == 0 {
@@ -259,6 +289,7 @@ impl ServeConfig {
             algorithm,
             pool,
             trusted_proxies,
+            metrics_allow,
             throttle: ThrottleSettings::default(),
             bootstrap_admin_password: args.bootstrap_admin_password.filter(|s| !s.expose_secret().is_empty()),
             // One thread per core: logins use the machine without starving
@@ -266,6 +297,7 @@ impl ServeConfig {
             hash_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             hash_queue: 256,
             connections,
+            tls,
         })
     }
 }
@@ -308,6 +340,7 @@ mod tests {
             bind: None,
             allow_registration: None,
             trusted_proxies: vec![],
+            metrics_allow: vec![],
             log_format: None,
             issuer: None,
             audience: vec![],
@@ -316,6 +349,8 @@ mod tests {
             database_pool_size: None,
             database_timeout: None,
             max_connections: None,
+            tls_cert: None,
+            tls_key: None,
             algorithm: None,
             bootstrap_admin_password: None,
         }
@@ -337,6 +372,17 @@ mod tests {
         let many: FileConfig = toml::from_str("audience = [\"a\", \"b\"]").unwrap();
         assert_eq!(one.audience, Some(vec!["a".into(), "b".into()]));
         assert_eq!(one.audience, many.audience);
+    }
+
+    #[test]
+    fn metrics_are_for_this_machine_unless_other_addresses_are_named() {
+        let nets = |list: &[&str]| list.iter().map(|n| n.parse::<ipnet::IpNet>().unwrap()).collect::<Vec<_>>();
+        let config = resolve(args(), global(), FileConfig::default()).unwrap();
+        assert_eq!(config.metrics_allow, nets(&["127.0.0.0/8", "::1/128"]));
+        let file: FileConfig = toml::from_str("metrics_allow = \"10.0.0.5, 192.168.0.0/16\"").unwrap();
+        assert_eq!(resolve(args(), global(), file).unwrap().metrics_allow, nets(&["10.0.0.5/32", "192.168.0.0/16"]));
+        let bad = ServeArgs { metrics_allow: vec!["prometheus.internal".into()], ..args() };
+        assert!(resolve(bad, global(), FileConfig::default()).is_err());
     }
 
     #[test]

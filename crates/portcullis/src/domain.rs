@@ -179,8 +179,7 @@ impl Username {
     pub fn skeletons(&self) -> Vec<String> {
         let of_key = self.key.skeleton();
         let as_written: String = unicode_security::skeleton(&self.display).collect();
-        let _ = (as_written, of_key);
-        vec![]
+        if as_written == of_key { vec![of_key] } else { vec![of_key, as_written] }
     }
 }
 
@@ -429,24 +428,24 @@ mod tests {
     #[test]
     fn invisible_and_direction_changing_code_points_are_refused() {
         let cases = [
-            ("admin\u{200b}", "U+200B"),  // zero width space (Cf)
-            ("ad\u{ad}min", "U+00AD"),    // soft hyphen (Cf, default ignorable)
-            ("\u{202e}nimda", "U+202E"),  // right-to-left override (bidi control)
-            ("admin\u{feff}", "U+FEFF"),  // byte order mark (Cf)
-            ("a\u{2066}dmin", "U+2066"),  // left-to-right isolate
-            ("a\u{2067}dmin", "U+2067"),  // right-to-left isolate
-            ("a\u{2068}dmin", "U+2068"),  // first strong isolate
-            ("a\u{2069}dmin", "U+2069"),  // pop directional isolate
-            ("admin\u{61c}", "U+061C"),   // Arabic letter mark
-            ("admin\u{200e}", "U+200E"),  // left-to-right mark
-            ("admin\u{180e}", "U+180E"),  // Mongolian vowel separator (Cf)
-            ("admin\u{34f}", "U+034F"),   // combining grapheme joiner (Mn, default ignorable)
-            ("admin\u{115f}", "U+115F"),  // Hangul choseong filler (Lo, default ignorable)
-            ("admin\u{3164}", "U+3164"),  // Hangul filler (Lo, default ignorable)
+            ("admin\u{200b}", "U+200B"),   // zero width space (Cf)
+            ("ad\u{ad}min", "U+00AD"),     // soft hyphen (Cf, default ignorable)
+            ("\u{202e}nimda", "U+202E"),   // right-to-left override (bidi control)
+            ("admin\u{feff}", "U+FEFF"),   // byte order mark (Cf)
+            ("a\u{2066}dmin", "U+2066"),   // left-to-right isolate
+            ("a\u{2067}dmin", "U+2067"),   // right-to-left isolate
+            ("a\u{2068}dmin", "U+2068"),   // first strong isolate
+            ("a\u{2069}dmin", "U+2069"),   // pop directional isolate
+            ("admin\u{61c}", "U+061C"),    // Arabic letter mark
+            ("admin\u{200e}", "U+200E"),   // left-to-right mark
+            ("admin\u{180e}", "U+180E"),   // Mongolian vowel separator (Cf)
+            ("admin\u{34f}", "U+034F"),    // combining grapheme joiner (Mn, default ignorable)
+            ("admin\u{115f}", "U+115F"),   // Hangul choseong filler (Lo, default ignorable)
+            ("admin\u{3164}", "U+3164"),   // Hangul filler (Lo, default ignorable)
             ("admin\u{e0041}", "U+E0041"), // tag Latin capital A
-            ("admin\u{200d}", "U+200D"),  // zero width joiner
-            ("admin\u{fe0f}", "U+FE0F"),  // variation selector 16
-            ("admin\u{2060}", "U+2060"),  // word joiner
+            ("admin\u{200d}", "U+200D"),   // zero width joiner
+            ("admin\u{fe0f}", "U+FE0F"),   // variation selector 16
+            ("admin\u{2060}", "U+2060"),   // word joiner
         ];
         for (name, code_point) in cases {
             let refused = Username::parse(name).expect_err(name);
@@ -478,7 +477,9 @@ mod tests {
 
     #[test]
     fn names_in_other_scripts_are_accepted() {
-        for name in ["Zoë", "José", "李小龙", "Ångström", "Дмитрий", "δοκιμή", "שלום", "مرحبا", "ゆうき", "o'brien", "🦀"] {
+        for name in
+            ["Zoë", "José", "李小龙", "Ångström", "Дмитрий", "δοκιμή", "שלום", "مرحبا", "ゆうき", "o'brien", "🦀"]
+        {
             assert!(Username::parse(name).is_ok(), "{name:?}");
         }
     }

@@ -20,6 +20,10 @@ pub mod error;
 pub mod http;
 // Accepting connections, with timeouts and a bound.
 pub mod listen;
+// HTTPS: rustls, certificates re-read when they change.
+pub mod tls;
+// Prometheus metrics: names, labels, the recorder `GET /metrics` renders.
+pub mod metrics;
 // What the process prints on stdout (text or JSON).
 pub mod output;
 // A user's public profile (API and CLI).

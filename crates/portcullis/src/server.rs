@@ -16,14 +16,17 @@ use crate::clock::Clock;
 use crate::config::ServeConfig;
 use crate::domain::{NewPassword, Scopes, Username};
 use crate::listen::ConnectionLimits;
+use crate::metrics::Metrics;
 use crate::state::{AppState, Settings};
 use crate::store::{self, NewUser, SharedStore};
+use crate::tls::TlsFiles;
 
 /// A server ready to accept connections.
 pub struct Server {
     listener: TcpListener,
     state: AppState,
     limits: ConnectionLimits,
+    tls: Option<TlsFiles>,
 }
 
 impl Server {
@@ -47,7 +50,8 @@ impl Server {
         let store = store::open(&deployment.database_url, &config.pool)
             .await
             .with_context(|| format!("opening database {}", redact_url(&deployment.database_url)))?;
-        let hasher = HashPool::start(config.hash_threads, config.hash_queue);
+        let metrics = Metrics::new();
+        let hasher = HashPool::start(config.hash_threads, config.hash_queue).with_wait_histogram(metrics.hash_wait());
         hasher.set_legacy_bcrypt_cost(store.max_bcrypt_cost().await?);
         let admin_password = config.bootstrap_admin_password.as_ref().map(|s| s.expose_secret());
         bootstrap_admin(&store, &hasher, admin_password, config.log_format, clock.now()).await?;
@@ -66,12 +70,30 @@ impl Server {
             refresh_token_ttl: config.refresh_token_ttl.as_secs() as i64,
             session_max_age: config.session_max_age.as_secs() as i64,
             trusted_proxies: config.trusted_proxies.clone(),
+            metrics_allow: config.metrics_allow.clone(),
             request_timeout: config.connections.request_timeout,
+            hsts: config.tls.is_some(),
         };
         let throttle = Throttle::new(store.clone(), config.throttle.clone());
-        let state = AppState { store, keyring, hasher, throttle, clock, settings: Arc::new(settings) };
+        let state = AppState { store, keyring, hasher, throttle, clock, metrics, settings: Arc::new(settings) };
         let listener = TcpListener::bind(config.bind).await.with_context(|| format!("listening on {}", config.bind))?;
-        Ok(Server { listener, state, limits: config.connections.clone() })
+        if let Some(files) = &config.tls {
+            // Fail at start, not at the first handshake.
+            drop(crate::tls::acceptor(files)?);
+        } else if !config.bind.ip().is_loopback() && config.trusted_proxies.is_empty() {
+            tracing::warn!(
+                bind = %config.bind,
+                "serving plain HTTP on a non-loopback address with no --trusted-proxies: passwords and tokens \
+                 cross the network in the clear; set --tls-cert/--tls-key, or put a TLS proxy in front and list it \
+                 in --trusted-proxies"
+            );
+        }
+        Ok(Server { listener, state, limits: config.connections.clone(), tls: config.tls.clone() })
+    }
+
+    /// `https` when serving TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// The address actually bound (useful with port 0).
@@ -93,8 +115,17 @@ impl Server {
         tokio::spawn(reload_keys(state.keyring.clone()));
         tokio::spawn(prune(state.clone()));
         tokio::spawn(watch_legacy_hashes(state.store.clone(), state.hasher.clone()));
+        tokio::spawn(metrics_upkeep(state.metrics.clone()));
+        let tls = match &self.tls {
+            Some(files) => {
+                let (acceptor, watch) = crate::tls::acceptor(files)?;
+                tokio::spawn(watch);
+                Some(acceptor)
+            }
+            None => None,
+        };
         let app = crate::http::app(self.state);
-        crate::listen::serve(self.listener, app, self.limits, shutdown_signal()).await.context("serving HTTP")
+        crate::listen::serve(self.listener, app, self.limits, tls, shutdown_signal()).await.context("serving HTTP")
     }
 }
 
@@ -125,6 +156,15 @@ async fn prune(state: AppState) {
             Ok(n) => tracing::debug!(rows = n, "pruned expired tokens and sessions"),
             Err(e) => tracing::warn!(error = %e, "pruning failed"),
         }
+    }
+}
+
+/// Folds histogram samples into their buckets between scrapes.
+async fn metrics_upkeep(metrics: Metrics) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        metrics.upkeep();
     }
 }
 

@@ -9,6 +9,7 @@ use crate::auth::keyring::Keyring;
 use crate::auth::pool::HashPool;
 use crate::auth::throttle::Throttle;
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::store::SharedStore;
 
 /// Settings handlers read.
@@ -22,6 +23,10 @@ pub struct Settings {
     pub session_max_age: i64,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Client addresses `GET /metrics` answers.
+    pub metrics_allow: Vec<ipnet::IpNet>,
+    /// Send `Strict-Transport-Security` (serving TLS).
+    pub hsts: bool,
     /// Longest a request may take, body upload included (then `408`).
     pub request_timeout: std::time::Duration,
 }
@@ -39,6 +44,8 @@ pub struct AppState {
     pub throttle: Throttle,
     /// The time: real, or moved by tests.
     pub clock: Clock,
+    /// This server's Prometheus metrics.
+    pub metrics: Metrics,
     /// Behaviour switches.
     pub settings: Arc<Settings>,
 }

@@ -7,11 +7,13 @@
 //! instead of queueing without end.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Instant;
 
+use metrics::Histogram;
 use tokio::sync::oneshot;
 
 use super::password::{self, StoredHash, Verdict};
@@ -39,6 +41,10 @@ pub struct HashPool {
     bcrypt_dummies: Arc<Mutex<HashMap<u32, StoredHash>>>,
     /// Jobs accepted so far (for metrics, and tests that a path hashes not).
     accepted: Arc<AtomicU64>,
+    /// Jobs accepted and not yet started (the queue's depth).
+    waiting: Arc<AtomicUsize>,
+    /// Where each job's wait, from submission to start, is recorded.
+    wait: Histogram,
 }
 
 /// The extra, throw-away work a verification does so that its time does not
@@ -94,7 +100,22 @@ impl HashPool {
             legacy_cost: Arc::new(AtomicU32::new(0)),
             bcrypt_dummies: Arc::new(Mutex::new(HashMap::new())),
             accepted: Arc::default(),
+            waiting: Arc::default(),
+            wait: Histogram::noop(),
         }
+    }
+
+    /// Records each job's wait in the queue (submission to start) in
+    /// `histogram`.
+    #[must_use]
+    pub fn with_wait_histogram(mut self, histogram: Histogram) -> Self {
+        self.wait = histogram;
+        self
+    }
+
+    /// Jobs accepted and waiting for a thread now.
+    pub fn queue_depth(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on a hashing thread.
@@ -107,12 +128,20 @@ impl HashPool {
         T: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        let (waiting, wait, submitted) = (Arc::clone(&self.waiting), self.wait.clone(), Instant::now());
         let job: Job = Box::new(move || {
+            waiting.fetch_sub(1, Ordering::Relaxed);
+            wait.record(submitted.elapsed());
             let _ = tx.send(f());
         });
+        // Counted before it can start, so the count never goes below zero.
+        self.waiting.fetch_add(1, Ordering::Relaxed);
         match self.jobs.try_send(job) {
             Ok(()) => self.accepted.fetch_add(1, Ordering::Relaxed),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => return Err(Busy),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                return Err(Busy);
+            }
         };
         rx.await.map_err(|_| Busy)
     }

@@ -34,7 +34,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let addr = server.local_addr()?;
             tracing::info!(%addr, "listening");
             // On stdout, so scripts (and tests using port 0) can read the address.
-            let url = format!("http://{addr}");
+            let url = format!("{}://{addr}", server.scheme());
             output::announce(config.log_format, &format!("portcullis listening on {url}"), json!({ "url": url }));
             server.run().await
         }

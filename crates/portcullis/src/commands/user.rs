@@ -42,7 +42,9 @@ pub async fn run(command: UserCommand, store: &SharedStore, now: UnixTime) -> an
                     bail!("user {name:?} already exists (usernames ignore case and width)")
                 }
                 Err(StoreError::Confusable) => {
-                    bail!("username {name:?} looks like an existing user's name (same UTS #39 skeleton): choose another")
+                    bail!(
+                        "username {name:?} looks like an existing user's name (same UTS #39 skeleton): choose another"
+                    )
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -201,7 +203,11 @@ async fn refuse_lookalikes(store: &SharedStore, users: &[NewUser]) -> anyhow::Re
         let skeleton = name.key().skeleton();
         if let Some(other) = seen.get(&skeleton) {
             if other.key() != name.key() {
-                bail!("users {:?} and {:?} look alike (same UTS #39 skeleton): keep one", other.as_str(), name.as_str());
+                bail!(
+                    "users {:?} and {:?} look alike (same UTS #39 skeleton): keep one",
+                    other.as_str(),
+                    name.as_str()
+                );
             }
             continue;
         }

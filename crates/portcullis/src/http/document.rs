@@ -209,7 +209,10 @@ fn add_generic_answers(operation: &mut Operation) {
         generic.push(("422", "A field is missing, unknown or of the wrong type, or breaks a rule"));
     }
     if form {
-        generic.push(("400", "`invalid_request`: a missing or repeated field, a body that is not a form, or credentials in the URL"));
+        generic.push((
+            "400",
+            "`invalid_request`: a missing or repeated field, a body that is not a form, or credentials in the URL",
+        ));
     }
     if json || form {
         generic.push(("413", "The body is over 64 KiB"));
@@ -238,10 +241,15 @@ fn add_generic_answers(operation: &mut Operation) {
             continue;
         }
         if response.content.is_empty() {
-            response.content.insert("application/json".into(), Content::new(Some(Ref::from_schema_name("Error"))).into());
+            response
+                .content
+                .insert("application/json".into(), Content::new(Some(Ref::from_schema_name("Error"))).into());
         }
         let header = match status.as_str() {
-            "401" => Some(("WWW-Authenticate", "The challenge: `Bearer`, with `error` and `error_description` when a token was refused")),
+            "401" => Some((
+                "WWW-Authenticate",
+                "The challenge: `Bearer`, with `error` and `error_description` when a token was refused",
+            )),
             "403" if scoped => Some(("WWW-Authenticate", "`Bearer error=\"insufficient_scope\"` and the scope needed")),
             "429" => Some(("Retry-After", "Seconds to wait")),
             "503" if database => Some(("Retry-After", "Seconds to wait")),

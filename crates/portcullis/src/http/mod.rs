@@ -8,6 +8,7 @@ pub mod docs;
 pub mod document;
 pub mod health;
 pub mod input;
+pub mod metrics;
 pub mod sessions;
 pub mod shared;
 pub mod token;
@@ -17,7 +18,7 @@ pub mod wellknown;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::map_response;
+use axum::middleware::{from_fn_with_state, map_response};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -36,6 +37,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     let request_timeout = state.settings.request_timeout;
+    let hsts = state.settings.hsts;
+    let recorder = state.metrics.clone();
     let (api, doc) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         // Everything these answer, errors included, names or carries a
         // credential, a token or a profile: none of it may be cached.
@@ -45,11 +48,13 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::router(&state).layer(map_response(uncacheable)))
         .merge(wellknown::router())
         .merge(health::router())
+        .merge(metrics::router())
         .split_for_parts();
     let mut doc = doc;
     token::document_login(&mut doc);
     document::document_generic_answers(&mut doc);
-    api.merge(docs::router(doc))
+    let router = api
+        .merge(docs::router(doc))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -60,6 +65,9 @@ pub fn app(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({ "detail": "internal error" }))).into_response()
         }))
+        // Outside the timeout and the panic handler: their 408 and 500 are
+        // timed and counted too.
+        .layer(from_fn_with_state(recorder, crate::metrics::track))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             // The span names the path only: a query string may hold what a
@@ -78,7 +86,16 @@ pub fn app(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
+        ));
+    if hsts {
+        // Served over TLS: browsers keep to HTTPS for a year.
+        router.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
         ))
+    } else {
+        router
+    }
 }
 
 /// `Cache-Control: no-store` on a whole route group (the layer form of

@@ -24,6 +24,7 @@ use crate::auth::tokens::{new_refresh_token, refresh_token_hash};
 use crate::clock::UnixTime;
 use crate::domain::{Scopes, UserKey, Username};
 use crate::error::{ApiError, ApiResult, OAuthCode};
+use crate::metrics::{self, LoginOutcome};
 use crate::state::AppState;
 use crate::store::{Rotation, Session, User};
 
@@ -192,12 +193,37 @@ pub async fn token(
     ClientAddr(addr): ClientAddr,
     form: OAuthForm,
 ) -> ApiResult<Response> {
-    match Grant::from_form(&form)? {
+    let (result, grant) = match Grant::from_form(&form)? {
         Grant::Password { username, password, scope } => {
-            password_grant(&state, addr.as_ref(), username, password, scope).await
+            let result = password_grant(&state, addr.as_ref(), username, password, scope).await;
+            if let Some(outcome) = login_outcome(&result) {
+                state.metrics.login(outcome);
+            }
+            (result, metrics::Grant::Password)
         }
-        Grant::RefreshToken { refresh_token, scope } => refresh_grant(&state, refresh_token, scope).await,
+        Grant::RefreshToken { refresh_token, scope } => {
+            (refresh_grant(&state, refresh_token, scope).await, metrics::Grant::RefreshToken)
+        }
+    };
+    if result.is_ok() {
+        state.metrics.token_issued(grant);
     }
+    result
+}
+
+/// How a password login ended, for metrics; `None` for one refused before
+/// any credential was looked at (a malformed scope).
+fn login_outcome(result: &ApiResult<Response>) -> Option<LoginOutcome> {
+    Some(match result {
+        Ok(_) => LoginOutcome::Success,
+        Err(ApiError::Throttled(_)) => LoginOutcome::Throttled,
+        Err(ApiError::Busy) => LoginOutcome::Shed,
+        Err(ApiError::Database(_)) => LoginOutcome::Error,
+        Err(ApiError::OAuth { status, .. }) if *status == StatusCode::UNAUTHORIZED => LoginOutcome::BadCredentials,
+        // The one `invalid_grant` with a `400`: right password, disabled user.
+        Err(ApiError::OAuth { code: OAuthCode::InvalidGrant, .. }) => LoginOutcome::Inactive,
+        Err(_) => return None,
+    })
 }
 
 async fn password_grant(
@@ -283,6 +309,7 @@ async fn refresh_grant(state: &AppState, refresh_token: &str, scope: Option<&str
     let session = match rotation {
         Rotation::Rotated(session) => session,
         Rotation::Reused => {
+            state.metrics.refresh_reuse_detected();
             tracing::warn!("a used refresh token was presented again: its session is revoked");
             return Err(bad_refresh_token());
         }

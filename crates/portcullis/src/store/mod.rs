@@ -162,6 +162,9 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the database answers.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// The connection pool's use now (for metrics); never waits.
+    fn pool_use(&self) -> PoolUse;
+
     /// How many users exist (to know if this is a first start).
     async fn count_users(&self) -> StoreResult<i64>;
 
@@ -296,6 +299,17 @@ pub type SharedStore = Arc<dyn Store>;
 #[derive(Debug, Clone)]
 pub struct SqlStore<DB: sqlx::Database> {
     pool: sqlx::Pool<DB>,
+}
+
+/// How many database connections are open, idle and allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    /// Connections open, idle or in use.
+    pub open: u32,
+    /// Open connections no request holds.
+    pub idle: u32,
+    /// Most connections the pool opens.
+    pub max: u32,
 }
 
 /// Connection-pool settings.

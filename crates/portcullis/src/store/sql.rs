@@ -15,8 +15,8 @@ use super::{Db, DbRow, SERIALIZE_ADMIN_CHANGES};
 use crate::clock::UnixTime;
 use crate::domain::{Scopes, StoredHash, UserKey, Username};
 use crate::store::{
-    KeyRow, NewUser, RefreshTokenInfo, Rotation, Session, SqlStore, Store, StoreError, StoreResult, TokenStanding,
-    User, UserPatch,
+    KeyRow, NewUser, PoolUse, RefreshTokenInfo, Rotation, Session, SqlStore, Store, StoreError, StoreResult,
+    TokenStanding, User, UserPatch,
 };
 
 /// Refuses ([`StoreError::LastAdmin`]) a change to the user `key` (`None`:
@@ -132,6 +132,14 @@ impl Store for SqlStore<Db> {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("select 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn pool_use(&self) -> PoolUse {
+        PoolUse {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     async fn count_users(&self) -> StoreResult<i64> {
@@ -527,14 +535,16 @@ impl Store for SqlStore<Db> {
     }
 
     async fn count_bcrypt_hashes(&self) -> StoreResult<i64> {
-        let (n,): (i64,) = sqlx::query_as("select count(*) from users where password_hash like '$2_$%'")
-            .fetch_one(&self.pool)
-            .await?;
+        let (n,): (i64,) =
+            sqlx::query_as("select count(*) from users where password_hash like '$2_$%'").fetch_one(&self.pool).await?;
         Ok(n)
     }
 
     async fn setting(&self, name: &str) -> StoreResult<Option<String>> {
-        Ok(sqlx::query_scalar("select value from settings where name = $1").bind(name).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_scalar("select value from settings where name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn setting_or_init(&self, name: &str, proposed: &str) -> StoreResult<String> {

@@ -325,20 +325,23 @@ async fn check_reports_the_common_mistakes_and_fails_on_a_published_secret() {
     std::fs::write(dir.path().join("users.json"), tutorial).unwrap();
     ok(&cli(dir.path(), &["user", "import", "users.json"], None));
 
-    let out = cli(dir.path(), &["check", "--access-token-ttl", "2h", "--bind", "0.0.0.0:8000", "--allow-registration"], None);
+    let out =
+        cli(dir.path(), &["check", "--access-token-ttl", "2h", "--bind", "0.0.0.0:8000", "--allow-registration"], None);
     let text = ok(&out);
     let status = |check: &str| {
         text.lines().find(|l| l.split_whitespace().nth(1) == Some(check)).map(|l| l[..4].to_owned()).unwrap_or_default()
     };
     assert_eq!(status("secret"), "pass", "{text}");
-    for warned in ["access-token-ttl", "bind", "registration", "issuer", "audience", "bootstrap-password", "algorithm"] {
+    for warned in ["access-token-ttl", "bind", "registration", "issuer", "audience", "bootstrap-password", "algorithm"]
+    {
         assert_eq!(status(warned), "warn", "{warned}: {text}");
     }
     assert!(text.contains("1 user(s) still have an imported bcrypt hash"), "{text}");
 
     // Fixed, the warnings go.
     ok(&cli(dir.path(), &["user", "passwd", "admin", "--password-stdin"], Some("a-brand-new-password-9\n")));
-    let json = ok(&cli(dir.path(), &["check", "--json", "--issuer", "https://auth.example", "--audience", "api"], None));
+    let json =
+        ok(&cli(dir.path(), &["check", "--json", "--issuer", "https://auth.example", "--audience", "api"], None));
     let findings: Value = serde_json::from_str(&json).unwrap();
     for check in ["bootstrap-password", "issuer", "audience", "access-token-ttl", "bind", "registration"] {
         let f = findings.as_array().unwrap().iter().find(|f| f["check"] == check).unwrap();

@@ -181,3 +181,41 @@ async fn health_and_readiness_answer() {
     assert_eq!(app.get("/healthz", None).await.status(), 200);
     assert_eq!(app.get("/readyz", None).await.status(), 200);
 }
+
+#[tokio::test]
+async fn every_operation_documents_the_answers_any_route_of_its_kind_gives() {
+    let app = spawn_app().await;
+
+    let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+
+    assert_eq!(doc["components"]["schemas"]["Error"]["required"], serde_json::json!(["detail"]));
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let what = format!("{method} {path}");
+            let responses = &operation["responses"];
+            assert!(responses["408"].is_object(), "{what}: 408");
+            assert!(responses["408"].get("content").is_none(), "{what}: the 408 is empty");
+            let body = &operation["requestBody"]["content"];
+            let bearer = operation["security"].as_array().is_some_and(|s| !s.is_empty());
+            if body.is_object() {
+                for status in ["400", "413", "503"] {
+                    assert!(responses[status].is_object(), "{what}: {status}");
+                }
+            }
+            if body["application/json"].is_object() {
+                for status in ["415", "422"] {
+                    assert!(responses[status].is_object(), "{what}: {status}");
+                }
+            }
+            if bearer {
+                assert_eq!(responses["401"]["headers"]["WWW-Authenticate"]["required"], true, "{what}");
+                assert_eq!(responses["503"]["headers"]["Retry-After"]["required"], true, "{what}");
+            }
+            for (status, response) in responses.as_object().unwrap() {
+                if (status.starts_with('4') && status != "408") || status.starts_with('5') {
+                    assert!(response["content"]["application/json"]["schema"].is_object(), "{what}: {status} body");
+                }
+            }
+        }
+    }
+}

@@ -40,6 +40,7 @@ pub fn postgres_admin_url() -> String {
 /// A fresh, empty PostgreSQL database for one test; returns its URL.
 pub async fn fresh_postgres_database() -> String {
     use sqlx::Connection;
+    crate::capture::init();
     let admin = postgres_admin_url();
     let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PORTCULLIS_TEST_POSTGRES is reachable");
     let name = format!("portcullis_t_{}", uuid::Uuid::new_v4().simple());
@@ -90,10 +91,12 @@ pub fn test_config(database_url: String) -> ServeConfig {
         bootstrap_admin_password: Some(ADMIN_PASSWORD.into()),
         pool: Default::default(),
         trusted_proxies: vec![],
+        metrics_allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
         throttle: Default::default(),
         hash_threads: 2,
         hash_queue: 64,
         connections: Default::default(),
+        tls: None,
     }
 }
 
@@ -102,9 +105,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with(change: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    crate::capture::init();
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(test_database_url(dir.path()).await);
     change(&mut config);
+    record_config_secrets(&config);
     let server = Server::build(&config).await.expect("server starts");
     let addr: SocketAddr = server.local_addr().unwrap();
     let state = server.state().clone();
@@ -114,10 +119,29 @@ pub async fn spawn_with(change: impl FnOnce(&mut ServeConfig)) -> TestApp {
 
 /// `POST {url}/token` with a username and password, as the tutorials' clients do.
 pub async fn post_login(url: &str, username: &str, password: &str) -> reqwest::Response {
-    client().post(format!("{url}/token")).form(&[("username", username), ("password", password)]).send().await.unwrap()
+    crate::capture::record("password", password);
+    let response = client()
+        .post(format!("{url}/token"))
+        .form(&[("username", username), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    crate::capture::tap_tokens(response).await
+}
+
+/// With `PORTCULLIS_TEST_LOG_DIR`: the secrets an in-process server is given.
+fn record_config_secrets(config: &ServeConfig) {
+    use secrecy::ExposeSecret;
+    for key in [&config.deployment.secret_key, &config.deployment.master_key].into_iter().flatten() {
+        crate::capture::record("key", key.expose_secret());
+    }
+    if let Some(password) = &config.bootstrap_admin_password {
+        crate::capture::record("password", password.expose_secret());
+    }
 }
 
 pub fn client() -> reqwest::Client {
+    crate::capture::init();
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
@@ -128,22 +152,28 @@ impl TestApp {
     }
 
     pub async fn post_form(&self, path: &str, body: &str) -> reqwest::Response {
-        self.client
+        crate::capture::record_form(body);
+        let response = self
+            .client
             .post(format!("{}{path}", self.url))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body.to_owned())
             .send()
             .await
-            .unwrap()
+            .unwrap();
+        if path == "/token" { crate::capture::tap_tokens(response).await } else { response }
     }
 
     pub async fn login(&self, username: &str, password: &str) -> reqwest::Response {
-        self.client
+        crate::capture::record("password", password);
+        let response = self
+            .client
             .post(format!("{}/token", self.url))
             .form(&[("username", username), ("password", password)])
             .send()
             .await
-            .unwrap()
+            .unwrap();
+        crate::capture::tap_tokens(response).await
     }
 
     pub async fn access_token(&self, username: &str, password: &str) -> String {
@@ -162,6 +192,7 @@ impl TestApp {
     pub async fn get(&self, path: &str, authorization: Option<&str>) -> reqwest::Response {
         let mut request = self.client.get(format!("{}{path}", self.url));
         if let Some(value) = authorization {
+            crate::capture::record_authorization(value);
             request = request.header("authorization", value);
         }
         request.send().await.unwrap()
@@ -180,6 +211,8 @@ impl TestApp {
             disabled: false,
             password_hash: password::hash(password),
         };
+        crate::capture::record("password", password);
+        crate::capture::record("hash", user.password_hash.expose());
         self.state.store.insert_user(&user, 0).await.unwrap();
     }
 
@@ -190,7 +223,10 @@ impl TestApp {
 
     /// Signs arbitrary claims with `key`, as an attacker (or a test) would.
     pub fn forge(&self, header: &Header, claims: &Value, key: &[u8]) -> String {
-        jsonwebtoken::encode(header, claims, &EncodingKey::from_secret(key)).unwrap()
+        let token = jsonwebtoken::encode(header, claims, &EncodingKey::from_secret(key)).unwrap();
+        crate::capture::record("key", &String::from_utf8_lossy(key));
+        crate::capture::record("access_token", &token);
+        token
     }
 }
 
@@ -213,13 +249,14 @@ pub fn binary() -> PathBuf {
 
 /// A `portcullis` command in `dir`, with no PORTCULLIS_* from the outside.
 pub fn command(dir: &Path) -> Command {
-    let mut cmd = Command::new(binary());
+    let mut cmd = crate::capture::binary_command(&binary());
     cmd.current_dir(dir).env_remove("RUST_LOG");
     for (key, _) in std::env::vars() {
         if key.starts_with("PORTCULLIS_") {
             cmd.env_remove(key);
         }
     }
+    crate::capture::trace_everything(&mut cmd);
     cmd
 }
 
@@ -235,6 +272,7 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        crate::capture::keep_file(&self.stderr_path);
     }
 }
 
@@ -279,6 +317,7 @@ pub fn serve_prepared(mut cmd: Command, log_dir: &Path) -> Process {
             }
         }
     };
+    crate::capture::record_process(&cmd, &first);
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     Process { child, url, stdout_first_lines: first, stderr_path }

@@ -314,6 +314,12 @@ impl Table {
                 }
             }
         }
+        // Each refusal has a metrics reason of its own: a new refusal text
+        // must be added to `portcullis::metrics::Refusal`.
+        let scrape = app.state.metrics.render(0, None);
+        if !scrape.contains("portcullis_token_checks_refused_total{reason=\"other\"} 0\n") {
+            failures.push("a refusal was counted under reason=\"other\" in /metrics".to_owned());
+        }
         if let Some(site) = site {
             let hits = site.hits.load(Ordering::SeqCst);
             if hits > 0 {

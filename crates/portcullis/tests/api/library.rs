@@ -339,7 +339,8 @@ async fn a_caller_verified_by_another_verifier_is_verified_again() {
     async fn items(user: Authenticated) -> String {
         format!("items of {}", user.subject())
     }
-    let lenient = Verifier::builder(KeySet::new([VerifyKey::hs256("k", b"a-key-the-handler-does-not-trust-at-all")])).build();
+    let lenient =
+        Verifier::builder(KeySet::new([VerifyKey::hs256("k", b"a-key-the-handler-does-not-trust-at-all")])).build();
     let strict = Verifier::builder(KeySet::new([VerifyKey::hs256("k", SECRET.as_bytes())])).build();
     let app: Router = Router::new()
         .route("/items", get(items))
@@ -348,9 +349,11 @@ async fn a_caller_verified_by_another_verifier_is_verified_again() {
     let mut header = Header::new(Algorithm::HS256);
     header.typ = Some("at+jwt".into());
     header.kid = Some("k".into());
-    let claims = json!({"iss": "x", "sub": "mallory", "iat": now(), "nbf": now(), "exp": now() + 600, "jti": "j", "scope": ""});
+    let claims =
+        json!({"iss": "x", "sub": "mallory", "iat": now(), "nbf": now(), "exp": now() + 600, "jti": "j", "scope": ""});
     let forged =
-        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(b"a-key-the-handler-does-not-trust-at-all")).unwrap();
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(b"a-key-the-handler-does-not-trust-at-all"))
+            .unwrap();
 
     let answer = call(&app, "/items", Some(&format!("Bearer {forged}"))).await;
 

@@ -1,5 +1,6 @@
 //! Integration tests: the real server over HTTP, and the real binary.
 
+mod capture;
 mod helpers;
 
 mod account;
@@ -13,10 +14,12 @@ mod jwt_attacks;
 mod keys;
 mod library;
 mod malformed;
+mod metrics;
 mod protected;
 mod sessions;
 mod startup;
 mod store;
 mod throttle;
+mod tls;
 mod token;
 mod usernames;

@@ -202,3 +202,28 @@ async fn a_very_long_username_or_password_is_just_wrong() {
     assert_eq!(app.login(&noisy, "whatever-password").await.status(), 401);
     assert_eq!(app.login("admin", &"p".repeat(20_000)).await.status(), 401);
 }
+
+#[tokio::test]
+async fn a_json_body_must_be_an_object_not_its_fields_in_order() {
+    let app = spawn_app().await;
+    let token = app.access_token("admin", ADMIN_PASSWORD).await;
+    let patch = |body: &'static str| {
+        app.client
+            .patch(format!("{}/users/me", app.url))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let (status, _) = detail(patch(r#"{"full_name": "Ada"}"#).await.unwrap()).await;
+    assert_eq!(status, 200);
+
+    // serde would take `[email, full_name]` for the struct: found by schemathesis.
+    for body in [r#"[null, null]"#, r#"["a@example.com", "Eve"]"#, "null", "1"] {
+        let (status, body) = detail(patch(body).await.unwrap()).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body["detail"].as_str().unwrap().contains("expected a JSON object"), "{body}");
+    }
+    let profile: Value = app.me(&token).await.json().await.unwrap();
+    assert_eq!(profile["full_name"], "Ada", "unchanged: {profile}");
+}

@@ -407,8 +407,11 @@ async fn a_session_ends_at_its_maximum_age_however_often_refreshed() {
         app.state.clock.advance(1000);
         tokens = refreshed(&app, &tokens.refresh).await;
     }
-    let info: Value =
-        post_bearer(&app, "/token/introspect", &tokens.access, &[("token", &tokens.refresh)]).await.json().await.unwrap();
+    let info: Value = post_bearer(&app, "/token/introspect", &tokens.access, &[("token", &tokens.refresh)])
+        .await
+        .json()
+        .await
+        .unwrap();
     let iat = info["iat"].as_i64().unwrap();
     assert!(info["exp"].as_i64().unwrap() <= iat - 3000 + 3600, "the refresh token expires with its session: {info}");
 

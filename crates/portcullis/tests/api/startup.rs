@@ -74,12 +74,29 @@ async fn a_bootstrap_password_from_the_environment_is_used_and_never_printed() {
 
 fn start_fails_with(secret: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let output = command(dir.path())
-        .env("PORTCULLIS_SECRET_KEY", secret)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success(), "start with secret {secret:?} should fail");
+    let mut cmd = command(dir.path());
+    cmd.env("PORTCULLIS_SECRET_KEY", secret).args(["serve", "--bind", "127.0.0.1:0"]);
+    refused_start(cmd, &format!("secret {secret:?}"))
+}
+
+/// Runs `serve`, which must stop by itself with an error, and returns its
+/// standard error. A server that starts anyway fails the test within 30 s
+/// instead of hanging it.
+fn refused_start(mut cmd: std::process::Command, what: &str) -> String {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the server started with {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success(), "start with {what} should fail");
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -113,14 +130,9 @@ fn a_long_secret_from_the_public_jwt_wordlist_or_of_repeats_and_words_stops_the_
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("secret");
     std::fs::write(&file, "12345678901234567890123456789012\n").unwrap();
-    let output = command(dir.path())
-        .arg("--secret-key-file")
-        .arg(&file)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "a listed secret in a file starts the server: {stderr}");
+    let mut cmd = command(dir.path());
+    cmd.arg("--secret-key-file").arg(&file).args(["serve", "--bind", "127.0.0.1:0"]);
+    let stderr = refused_start(cmd, "a listed secret in a file");
     assert!(stderr.contains("public wordlist of JWT secrets") && stderr.contains("openssl rand -hex 32"), "{stderr}");
     assert!(!dir.path().join("portcullis.db").exists(), "refused before the database is touched");
 }

@@ -196,7 +196,12 @@ async fn an_expired_refresh_token_does_not_rotate() {
         b.store.insert_user(&user("ivy", &h), 1).await.unwrap();
         b.store.create_session(&session("s1", "ivy"), &h, &items(), "r1", 100, 1).await.unwrap();
 
-        assert_eq!(b.store.rotate_refresh_token("r1", "r2", 300, DAY30, 100).await.unwrap(), Rotation::Invalid, "{}", b.name);
+        assert_eq!(
+            b.store.rotate_refresh_token("r1", "r2", 300, DAY30, 100).await.unwrap(),
+            Rotation::Invalid,
+            "{}",
+            b.name
+        );
     }
 }
 
@@ -211,9 +216,9 @@ async fn concurrent_rotations_of_one_token_rotate_at_most_once() {
             let tasks: Vec<_> = (0..8)
                 .map(|i| {
                     let (store, token) = (b.store.clone(), token.clone());
-                    tokio::spawn(
-                        async move { store.rotate_refresh_token(&token, &format!("{token}-{i}"), 2000, DAY30, 2).await },
-                    )
+                    tokio::spawn(async move {
+                        store.rotate_refresh_token(&token, &format!("{token}-{i}"), 2000, DAY30, 2).await
+                    })
                 })
                 .collect();
             let mut rotated = 0;

@@ -15,18 +15,18 @@ use crate::helpers::{ADMIN_PASSWORD, TestApp, command, spawn_app, spawn_with, te
 /// The names, then more of the same kinds, with the code point the
 /// refusal must name.
 const INVISIBLE: &[(&str, &str)] = &[
-    ("admin\u{200b}", "U+200B"),  // zero width space
-    ("ad\u{ad}min", "U+00AD"),    // soft hyphen
-    ("\u{202e}nimda", "U+202E"),  // right-to-left override: shows as "admin"
-    ("admin\u{feff}", "U+FEFF"),  // zero width no-break space (BOM)
-    ("ad\u{2066}min", "U+2066"),  // left-to-right isolate
-    ("ad\u{2067}min", "U+2067"),  // right-to-left isolate
-    ("ad\u{2068}min", "U+2068"),  // first strong isolate
-    ("ad\u{2069}min", "U+2069"),  // pop directional isolate
-    ("admin\u{61c}", "U+061C"),   // Arabic letter mark
-    ("admin\u{180e}", "U+180E"),  // Mongolian vowel separator
-    ("ad\u{34f}min", "U+034F"),   // combining grapheme joiner
-    ("\u{115f}admin", "U+115F"),  // Hangul choseong filler
+    ("admin\u{200b}", "U+200B"),   // zero width space
+    ("ad\u{ad}min", "U+00AD"),     // soft hyphen
+    ("\u{202e}nimda", "U+202E"),   // right-to-left override: shows as "admin"
+    ("admin\u{feff}", "U+FEFF"),   // zero width no-break space (BOM)
+    ("ad\u{2066}min", "U+2066"),   // left-to-right isolate
+    ("ad\u{2067}min", "U+2067"),   // right-to-left isolate
+    ("ad\u{2068}min", "U+2068"),   // first strong isolate
+    ("ad\u{2069}min", "U+2069"),   // pop directional isolate
+    ("admin\u{61c}", "U+061C"),    // Arabic letter mark
+    ("admin\u{180e}", "U+180E"),   // Mongolian vowel separator
+    ("ad\u{34f}min", "U+034F"),    // combining grapheme joiner
+    ("\u{115f}admin", "U+115F"),   // Hangul choseong filler
     ("admin\u{e0041}", "U+E0041"), // tag Latin capital letter A
 ];
 
@@ -292,10 +292,8 @@ fn a_cli_import_with_an_invisible_or_confusable_name_writes_nothing() {
     assert!(add.status.success());
     let hash = bcrypt::hash("imported-password", 4).unwrap();
     let import = |entries: &[&str]| {
-        let db: serde_json::Map<String, Value> = entries
-            .iter()
-            .map(|name| (name.to_string(), json!({"username": name, "hashed_password": hash})))
-            .collect();
+        let db: serde_json::Map<String, Value> =
+            entries.iter().map(|name| (name.to_string(), json!({"username": name, "hashed_password": hash}))).collect();
         let file = dir.path().join("users.json");
         std::fs::write(&file, serde_json::to_string(&db).unwrap()).unwrap();
         cli(dir.path(), &["user", "import", file.to_str().unwrap()], None)
