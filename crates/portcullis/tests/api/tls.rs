@@ -111,3 +111,79 @@ async fn a_key_that_does_not_fit_its_certificate_stops_the_start_saying_so() {
 
     assert!(err.contains("does not fit"), "{err}");
 }
+
+/// A body that sends `first`, then waits for `go` before sending `rest`.
+fn held_body(first: &'static [u8], rest: &'static [u8], go: tokio::sync::oneshot::Receiver<()>) -> reqwest::Body {
+    struct Held {
+        first: Option<&'static [u8]>,
+        rest: Option<&'static [u8]>,
+        go: tokio::sync::oneshot::Receiver<()>,
+    }
+    impl futures_core::Stream for Held {
+        type Item = Result<Vec<u8>, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            use std::task::Poll;
+            if let Some(first) = self.first.take() {
+                return Poll::Ready(Some(Ok(first.to_vec())));
+            }
+            if self.rest.is_none() {
+                return Poll::Ready(None);
+            }
+            match std::pin::Pin::new(&mut self.go).poll(cx) {
+                Poll::Ready(_) => Poll::Ready(self.rest.take().map(|r| Ok(r.to_vec()))),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
+    reqwest::Body::wrap_stream(Held { first: Some(first), rest: Some(rest), go })
+}
+
+/// SIGTERM with a request in flight: the request completes, new connections
+/// are refused, and the process exits 0 — over TLS and over plain HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_request_in_flight_finish_and_exits_zero() {
+    for tls in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = make_certificate(dir.path(), "shutdown");
+        let mut cmd = crate::helpers::command(dir.path());
+        cmd.env("PORTCULLIS_SECRET_KEY", crate::helpers::SECRET)
+            .env("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .args(["serve", "--bind", "127.0.0.1:0"]);
+        if tls {
+            cmd.arg("--tls-cert").arg(&cert).arg("--tls-key").arg(&key);
+        }
+        let mut server = crate::helpers::serve_prepared(cmd, dir.path());
+        assert!(server.url.starts_with(if tls { "https://" } else { "http://" }), "{}", server.url);
+        let client = client_trusting(&cert);
+
+        let (go, wait) = tokio::sync::oneshot::channel();
+        let body = held_body(b"username=admin&pass", b"word=admin-test-password-42", wait);
+        let in_flight = tokio::spawn(
+            client
+                .post(format!("{}/token", server.url))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send(),
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pid = server.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = go.send(());
+
+        let response = in_flight.await.unwrap().expect("the request in flight is answered");
+        assert_eq!(response.status(), 200, "tls={tls}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "tls={tls}: still running 10 s after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(status.code(), Some(0), "tls={tls}");
+    }
+}
