@@ -110,7 +110,7 @@ fn refuse_code_points(name: &str) -> Result<(), Invalid> {
 impl Username {
     /// Parses a username: 1 to 64 characters after NFKC, none of them
     /// whitespace, a control, format, bidi-control or default-ignorable code
-    /// point, private use or unassigned (see [`refusal`]), and no `:`.
+    /// point, private use or unassigned (see `refusal`), and no `:`.
     ///
     /// # Errors
     /// [`Invalid`] saying which rule the name breaks, naming the code point.
