@@ -138,6 +138,9 @@ fn record_config_secrets(config: &ServeConfig) {
     if let Some(password) = &config.bootstrap_admin_password {
         crate::capture::record("password", password.expose_secret());
     }
+    if let Some(key) = config.tls.as_ref().and_then(|tls| std::fs::read_to_string(&tls.key).ok()) {
+        crate::capture::record("key", &key);
+    }
 }
 
 pub fn client() -> reqwest::Client {
