@@ -228,31 +228,13 @@ impl ServeConfig {
         } else {
             args.trusted_proxies
         };
-        let trusted_proxies = proxies
-            .iter()
-            .map(|p| p.trim())
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                p.parse::<ipnet::IpNet>()
-                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .with_context(|| format!("trusted_proxies: {p:?} is not an address or CIDR (e.g. 10.0.0.0/8)"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let trusted_proxies = parse_networks("trusted_proxies", &proxies)?;
         let metrics_allow = if args.metrics_allow.is_empty() {
             file.metrics_allow.clone().unwrap_or_else(|| DEFAULT_METRICS_ALLOW.iter().map(|&n| n.to_owned()).collect())
         } else {
             args.metrics_allow
         };
-        let metrics_allow = metrics_allow
-            .iter()
-            .map(|p| p.trim())
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                p.parse::<ipnet::IpNet>()
-                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .with_context(|| format!("metrics_allow: {p:?} is not an address or CIDR (e.g. 10.0.0.0/8)"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let metrics_allow = parse_networks("metrics_allow", &metrics_allow)?;
         let mut pool = PoolSettings::default();
         if let Some(size) = args.database_pool_size.or(file.database_pool_size) {
             if size == 0 {
@@ -300,6 +282,21 @@ impl ServeConfig {
             tls,
         })
     }
+}
+
+/// Parses a list of CIDRs or plain addresses (blank items skipped), naming
+/// `setting` and the item when one does not parse.
+fn parse_networks(setting: &str, items: &[String]) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    items
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .with_context(|| format!("{setting}: {p:?} is not an address or CIDR (e.g. 10.0.0.0/8)"))
+        })
+        .collect()
 }
 
 /// Parses `15m`, `1h 30m`, `14d`, or plain seconds.
