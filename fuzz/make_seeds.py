@@ -2,8 +2,8 @@
 """Writes the hand-made seeds of fuzz/corpus/<target>/seed-*: real tokens
 (signed with the keys in fuzz_targets/verifiers.rs), real token-endpoint
 forms, real password hashes and import files. Needs pyjwt[crypto] and
-bcrypt (scripts/test installs both). The fuzzers add their own finds next
-to these; `scripts/fuzz --minimize` keeps the corpora small."""
+bcrypt (scripts/test installs both). Only these are committed: what the
+fuzzers find stays outside the work tree (see scripts/fuzz)."""
 
 import base64
 import hashlib
@@ -13,7 +13,9 @@ import pathlib
 
 import bcrypt
 import jwt
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 CORPUS = pathlib.Path(__file__).resolve().parent / "corpus"
 SECRET = b"portcullis fuzz secret: 32 bytes or more, not a real one"
@@ -55,6 +57,15 @@ def token(claims=CLAIMS, key=SECRET, alg="HS256", **header) -> str:
     return jwt.encode(claims, key, algorithm=alg, headers={k: v for k, v in headers.items() if v is not None})
 
 
+def es256(claims=CLAIMS, **header) -> str:
+    """ES256 with RFC 6979 nonces: the same seed every run."""
+    headers = json.dumps({"alg": "ES256", "typ": "at+jwt", **header}, separators=(",", ":"))
+    signing_input = f"{b64(headers.encode())}.{b64(json.dumps(claims, separators=(',', ':')).encode())}"
+    der = ES_KEY.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+    r, s = decode_dss_signature(der)
+    return f"{signing_input}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
 def hs256_raw(header: bytes, claims: bytes) -> str:
     signing_input = f"{b64(header)}.{b64(claims)}"
     tag = hmac.new(SECRET, signing_input.encode(), hashlib.sha256).digest()
@@ -78,7 +89,7 @@ write("verify_token", [
     token({**CLAIMS, "aud": ["other-api", "api"]}),
     token({**CLAIMS, "aud": "api", "exp": NOW + 4000}),
     token(key=ED_KEY, alg="EdDSA", kid="ed-1"),
-    token(key=ES_KEY, alg="ES256", kid="es-1"),
+    es256(kid="es-1"),
     token(key=ED_KEY, alg="EdDSA", kid=None, typ="application/at+jwt"),
     token({**CLAIMS, "exp": NOW - 10}),
     token(crit=["exp"]),

@@ -2,7 +2,8 @@
 //! multipart) through the real router: `POST /token` (or `/login`,
 //! `/token/revoke`, `/token/introspect`, which parse the same form) with a
 //! fuzzed body and content type, on one server per process (SQLite in a
-//! temporary directory). Never a panic, never a 5xx.
+//! temporary directory). Never a panic, never a 5xx; always a JSON answer
+//! with `Cache-Control: no-store`.
 //!
 //! Input: a selector byte, then for some selectors a line ending in `\n`,
 //! then the body. Selector bits 0-1: the content type, `0`
@@ -133,11 +134,17 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let app = &*APP;
-    let (status, body) = app.runtime.block_on(async {
+    let (status, headers, body) = app.runtime.block_on(async {
         let response = app.router.clone().oneshot(request).await.expect("the router is infallible");
-        let status = response.status();
-        (status, axum::body::to_bytes(response.into_body(), usize::MAX).await)
+        let (parts, body) = response.into_parts();
+        (parts.status, parts.headers, axum::body::to_bytes(body, usize::MAX).await)
     });
     let body = body.expect("the response body reads");
-    assert!(!status.is_server_error(), "{status}: {}", String::from_utf8_lossy(&body));
+    let text = String::from_utf8_lossy(&body);
+    assert!(!status.is_server_error(), "{status}: {text}");
+    // What these routes answer names or carries a credential: never cached.
+    let cache = headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(cache.contains("no-store"), "{status} without Cache-Control: no-store: {text}");
+    let json = headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    assert!(json && serde_json::from_slice::<serde_json::Value>(&body).is_ok(), "{status}: not a JSON answer: {text}");
 });

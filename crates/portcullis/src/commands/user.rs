@@ -253,3 +253,23 @@ pub fn parse_import(text: &str) -> anyhow::Result<Vec<NewUser>> {
     }
     Ok(users)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_import_is_parsed_and_checked_without_a_database() {
+        let text = r#"{"johndoe": {"username": "johndoe", "full_name": " John Doe ", "email": "",
+            "hashed_password": "$2b$12$EixZaYVK1fsbw1ZfbX3OXePaWxn96p36WQoeG6Lruj3vjPGga31lW", "disabled": true}}"#;
+        let users = parse_import(text).unwrap();
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[0].username.as_str(), "johndoe");
+        assert_eq!((users[0].full_name.as_deref(), users[0].email.as_deref()), (Some("John Doe"), None));
+        assert!(users[0].disabled);
+        let bad_hash = text.replace("$2b$12$", "$2b$31$");
+        assert!(format!("{:#}", parse_import(&bad_hash).unwrap_err()).contains("line 2"));
+        assert!(parse_import("[]").is_err());
+        assert!(parse_import(&text.replace("\"johndoe\",", "\"john doe\",")).is_err());
+    }
+}
