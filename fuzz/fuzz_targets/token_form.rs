@@ -10,7 +10,7 @@
 //! `application/x-www-form-urlencoded`, `1` `multipart/form-data` with the
 //! boundary `XfuzzX`, `2` multipart with the line as its boundary, `3` the
 //! line as the whole `Content-Type`. Bits 2-3: the path, in the order above.
-//! Bit 4: a second line is the query string.
+//! Bit 4: the next line is the query string.
 
 #![no_main]
 
