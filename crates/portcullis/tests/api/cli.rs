@@ -1,23 +1,11 @@
 //! `portcullis user …` on the same database as a running server.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 
-use crate::helpers::{ADMIN_PASSWORD, client, command, post_login, serve};
-
-fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child =
-        command(dir).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
-}
+use crate::helpers::{ADMIN_PASSWORD, cli, client, command, post_login, serve};
 
 fn ok(output: &Output) -> String {
     assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));

@@ -251,6 +251,19 @@ pub fn binary() -> PathBuf {
 }
 
 /// A `portcullis` command in `dir`, with no PORTCULLIS_* from the outside.
+/// Runs the CLI in `dir` with `args`, `stdin` written to its standard input.
+pub fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut child =
+        command(dir).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
 pub fn command(dir: &Path) -> Command {
     let mut cmd = crate::capture::binary_command(&binary());
     cmd.current_dir(dir).env_remove("RUST_LOG");

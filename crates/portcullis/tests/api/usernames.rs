@@ -4,13 +4,11 @@
 //! through the API, the CLI and the store, even when two lookalikes are
 //! registered at once. On the back end `PORTCULLIS_TEST_BACKEND` names.
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_PASSWORD, TestApp, command, spawn_app, spawn_with, test_database_url};
+use crate::helpers::{ADMIN_PASSWORD, TestApp, cli, spawn_app, spawn_with, test_database_url};
 
 /// The names, then more of the same kinds, with the code point the
 /// refusal must name.
@@ -246,17 +244,6 @@ async fn raw_skeletons(url: &str) -> Vec<(String, Option<String>)> {
         let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
         sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap()
     }
-}
-
-fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child =
-        command(dir).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
 }
 
 fn refused(output: &Output, reason: &str) {
