@@ -18,6 +18,7 @@ use crate::domain::{NewPassword, Scopes, Username};
 use crate::listen::ConnectionLimits;
 use crate::metrics::Metrics;
 use crate::state::{AppState, Settings};
+use crate::store::cached::{CachedStore, Capacity};
 use crate::store::{self, NewUser, SharedStore};
 use crate::tls::TlsFiles;
 
@@ -27,6 +28,7 @@ pub struct Server {
     state: AppState,
     limits: ConnectionLimits,
     tls: Option<TlsFiles>,
+    cache: Arc<CachedStore>,
 }
 
 impl Server {
@@ -50,6 +52,9 @@ impl Server {
         let store = store::open(&deployment.database_url, &config.pool)
             .await
             .with_context(|| format!("opening database {}", redact_url(&deployment.database_url)))?;
+        // Token checks from memory once `run` follows the change feed.
+        let cache = Arc::new(CachedStore::new(store, Capacity::default()));
+        let store: SharedStore = cache.clone();
         let metrics = Metrics::new();
         let hasher = HashPool::start(config.hash_threads, config.hash_queue).with_wait_histogram(metrics.hash_wait());
         hasher.set_legacy_bcrypt_cost(store.max_bcrypt_cost().await?);
@@ -88,7 +93,7 @@ impl Server {
                  in --trusted-proxies"
             );
         }
-        Ok(Server { listener, state, limits: config.connections.clone(), tls: config.tls.clone() })
+        Ok(Server { listener, state, limits: config.connections.clone(), tls: config.tls.clone(), cache })
     }
 
     /// `https` when serving TLS, else `http`.
@@ -99,6 +104,11 @@ impl Server {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The cache token checks are answered from.
+    pub fn cache(&self) -> &Arc<CachedStore> {
+        &self.cache
     }
 
     /// The state handlers share (tests reach the store through it).
@@ -112,6 +122,7 @@ impl Server {
     /// An I/O error of the listener.
     pub async fn run(self) -> anyhow::Result<()> {
         let state = &self.state;
+        tokio::spawn(self.cache.follow(state.clock.clone()));
         tokio::spawn(reload_keys(state.keyring.clone()));
         tokio::spawn(prune(state.clone()));
         tokio::spawn(watch_legacy_hashes(state.store.clone(), state.hasher.clone()));

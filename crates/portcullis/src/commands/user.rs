@@ -89,7 +89,7 @@ pub async fn run(command: UserCommand, store: &SharedStore, now: UnixTime) -> an
         }
         UserCommand::Delete { name } => {
             let key = existing_key(store, &name).await?;
-            store.delete_user(&key).await?;
+            store.delete_user(&key, now).await?;
             println!("user {name:?} deleted");
         }
         UserCommand::Import { file } => import(store, &file, now).await?,

@@ -267,7 +267,7 @@ pub async fn update_user(
 )]
 #[instrument(skip_all)]
 pub async fn delete_user(State(state): State<AppState>, ApiPath(username): ApiPath<String>) -> ApiResult<StatusCode> {
-    if state.store.delete_user(&key_in_path(&username)?).await? {
+    if state.store.delete_user(&key_in_path(&username)?, state.clock.now()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_found(&username))

@@ -99,7 +99,7 @@ pub async fn logout(State(state): State<AppState>, user: Authenticated) -> ApiRe
     if let Some(sid) = session_of(claims) {
         state.store.end_session(sid, state.clock.now()).await?;
     }
-    state.store.deny_token(&claims.jti, claims.exp).await?;
+    state.store.deny_token(&claims.jti, claims.exp, state.clock.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -125,7 +125,7 @@ pub async fn revoke(State(state): State<AppState>, form: OAuthForm) -> ApiResult
     let token = form.require("token")?;
     let now = state.clock.now();
     if let Some(claims) = our_access_token(&state, token) {
-        state.store.deny_token(&claims.jti, claims.exp).await?;
+        state.store.deny_token(&claims.jti, claims.exp, now).await?;
     } else if let Some(info) = state.store.refresh_token_info(&refresh_token_hash(token), now).await? {
         state.store.end_session(&info.session.id, now).await?;
     }

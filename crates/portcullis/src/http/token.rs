@@ -308,7 +308,7 @@ async fn refresh_grant(state: &AppState, refresh_token: &str, scope: Option<&str
         state.store.rotate_refresh_token(&hash, &refresh_token_hash(&fresh), expires_at, max_age, now).await?;
     let session = match rotation {
         Rotation::Rotated(session) => session,
-        Rotation::Reused => {
+        Rotation::Reused(_) => {
             state.metrics.refresh_reuse_detected();
             tracing::warn!("a used refresh token was presented again: its session is revoked");
             return Err(bad_refresh_token());

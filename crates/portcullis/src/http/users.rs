@@ -33,7 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 async fn caller(state: &AppState, user: &Authenticated) -> ApiResult<User> {
-    let found = state.store.user_by_key(&UserKey::of(user.subject())).await?;
+    let found = state.store.profile(&UserKey::of(user.subject())).await?;
     // The token check passed a moment ago; the user may have been deleted since.
     found.ok_or_else(|| ApiError::Token(TokenError::invalid("user no longer exists")))
 }
@@ -151,7 +151,9 @@ pub async fn change_password(
     user: Authenticated,
     ApiJson(change): ApiJson<PasswordChange>,
 ) -> ApiResult<StatusCode> {
-    let account = caller(&state, &user).await?;
+    // The hash to check against, as stored now (not the cached profile).
+    let account = state.store.user_by_key(&UserKey::of(user.subject())).await?;
+    let account = account.ok_or_else(|| ApiError::Token(TokenError::invalid("user no longer exists")))?;
     let key = account.username.key();
     let now = state.clock.now();
     // A stolen access token must not become a way to guess the password.

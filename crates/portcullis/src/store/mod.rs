@@ -6,6 +6,8 @@
 //! back end's concrete sqlx types (see `sqlite.rs` and `postgres.rs`); only
 //! connection set-up and migrations differ. Times are Unix seconds.
 
+pub mod cached;
+pub mod feed;
 pub mod postgres;
 pub mod sqlite;
 
@@ -95,8 +97,9 @@ pub struct Session {
 pub enum Rotation {
     /// Retired the old token, stored the new one.
     Rotated(Session),
-    /// The token was already used: its whole family is now revoked.
-    Reused,
+    /// The token was already used: its whole family (its session, named
+    /// here) is now revoked.
+    Reused(String),
     /// Unknown, expired, or its session was ended.
     Invalid,
 }
@@ -180,8 +183,15 @@ pub trait Store: Send + Sync + 'static {
     /// same key included): a cheap check before hashing a password.
     async fn skeleton_taken(&self, username: &Username) -> StoreResult<bool>;
 
-    /// The user with this key.
+    /// The user with this key, as the database holds it now.
     async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<User>>;
+
+    /// The user with this key for a request already authenticated (the
+    /// profile `/users/me` returns): from memory when the store holds it
+    /// ([`cached`]), as current as a token check.
+    async fn profile(&self, key: &UserKey) -> StoreResult<Option<User>> {
+        self.user_by_key(key).await
+    }
 
     /// Up to `limit` users whose key sorts after `after`, in key order.
     async fn list_users(&self, after: Option<&UserKey>, limit: u32) -> StoreResult<Vec<User>>;
@@ -201,7 +211,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes a user (and, by cascade, their sessions); `false` when there
     /// is no such user.
-    async fn delete_user(&self, key: &UserKey) -> StoreResult<bool>;
+    async fn delete_user(&self, key: &UserKey, now: UnixTime) -> StoreResult<bool>;
 
     /// Applies a patch; ends all the user's sessions when it disables the
     /// user or sets a password. `None` when there is no such user.
@@ -247,6 +257,12 @@ pub trait Store: Send + Sync + 'static {
     /// Looks a refresh token up without using it.
     async fn refresh_token_info(&self, hash: &str, now: UnixTime) -> StoreResult<Option<RefreshTokenInfo>>;
 
+    /// The scopes of session `sid` when it is a live session of `user_key`.
+    async fn session_scope(&self, sid: &str, user_key: &UserKey) -> StoreResult<Option<Scopes>>;
+
+    /// Every denied `jti` that has not expired by `now`, with its expiry.
+    async fn denied_tokens(&self, now: UnixTime) -> StoreResult<Vec<(String, UnixTime)>>;
+
     /// Ends one session; `false` when it did not exist.
     async fn end_session(&self, sid: &str, now: UnixTime) -> StoreResult<bool>;
 
@@ -254,7 +270,11 @@ pub trait Store: Send + Sync + 'static {
     async fn end_user_sessions(&self, user_key: &UserKey, now: UnixTime) -> StoreResult<()>;
 
     /// Denies an access token until `expires_at`.
-    async fn deny_token(&self, jti: &str, expires_at: UnixTime) -> StoreResult<()>;
+    async fn deny_token(&self, jti: &str, expires_at: UnixTime, now: UnixTime) -> StoreResult<()>;
+
+    /// Follows the change feed ([`feed`]) for as long as it is polled,
+    /// reporting to `sink`: changes made by any process, heartbeats, gaps.
+    fn watch(&self, sink: Arc<dyn feed::ChangeSink>) -> portcullis_verify::BoxFuture<'static, ()>;
 
     /// Drops deny-list entries, refresh tokens and sessions expired before
     /// `before`, and login counters whose window started before

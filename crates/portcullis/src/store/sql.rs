@@ -11,9 +11,10 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{Db, DbRow, SERIALIZE_ADMIN_CHANGES};
+use super::{Db, DbRow, PRUNE_CHANGES, RECORD_CHANGE, SERIALIZE_ADMIN_CHANGES};
 use crate::clock::UnixTime;
 use crate::domain::{Scopes, StoredHash, UserKey, Username};
+use crate::store::feed::{Change, ChangeSink};
 use crate::store::{
     KeyRow, NewUser, PoolUse, RefreshTokenInfo, Rotation, Session, SqlStore, Store, StoreError, StoreResult,
     TokenStanding, User, UserPatch,
@@ -50,6 +51,13 @@ async fn keep_an_admin(
     .fetch_one(&mut **tx)
     .await?;
     if others == 0 { Err(StoreError::LastAdmin) } else { Ok(()) }
+}
+
+/// Records `change` in the feed, inside the transaction that makes it, so
+/// other processes hear of it exactly when it commits.
+async fn record(tx: &mut sqlx::Transaction<'_, Db>, change: Change, now: UnixTime) -> StoreResult<()> {
+    sqlx::query(RECORD_CHANGE).bind(change.subject()).bind(now).execute(&mut **tx).await?;
+    Ok(())
 }
 
 fn user_from_row(row: &DbRow) -> StoreResult<User> {
@@ -175,6 +183,8 @@ impl Store for SqlStore<Db> {
                     e => e,
                 })?;
         }
+        // A server may hold "no such user" for this name.
+        record(&mut tx, Change::User(key.clone()), now).await?;
         tx.commit().await?;
         let stored = self.user_by_key(user.username.key()).await?;
         // Only a delete racing this insert could take it away again.
@@ -235,6 +245,7 @@ impl Store for SqlStore<Db> {
         new: &StoredHash,
         now: UnixTime,
     ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "update users set password_hash = $1, updated_at = $2 where username_key = $3 and password_hash = $4",
         )
@@ -242,16 +253,22 @@ impl Store for SqlStore<Db> {
         .bind(now)
         .bind(key.as_str())
         .bind(old.expose())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let upgraded = done.rows_affected() == 1;
+        if upgraded {
+            record(&mut tx, Change::User(key.clone()), now).await?;
+        }
+        tx.commit().await?;
+        Ok(upgraded)
     }
 
-    async fn delete_user(&self, key: &UserKey) -> StoreResult<bool> {
+    async fn delete_user(&self, key: &UserKey, now: UnixTime) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
         keep_an_admin(&mut tx, key, None).await?;
         let done =
             sqlx::query("delete from users where username_key = $1").bind(key.as_str()).execute(&mut *tx).await?;
+        record(&mut tx, Change::User(key.clone()), now).await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
@@ -301,6 +318,7 @@ impl Store for SqlStore<Db> {
         .bind(key.as_str())
         .fetch_one(&mut *tx)
         .await?;
+        record(&mut tx, Change::User(key.clone()), now).await?;
         tx.commit().await?;
         user_from_row(&row).map(Some)
     }
@@ -414,10 +432,11 @@ impl Store for SqlStore<Db> {
                 Some((session_id, Some(_))) => {
                     sqlx::query("update sessions set revoked_at = $1 where id = $2 and revoked_at is null")
                         .bind(now)
-                        .bind(session_id)
+                        .bind(&session_id)
                         .execute(&mut *tx)
                         .await?;
-                    Rotation::Reused
+                    record(&mut tx, Change::Session(session_id.clone()), now).await?;
+                    Rotation::Reused(session_id)
                 }
                 _ => Rotation::Invalid,
             };
@@ -490,31 +509,65 @@ impl Store for SqlStore<Db> {
         }))
     }
 
+    async fn session_scope(&self, sid: &str, user_key: &UserKey) -> StoreResult<Option<Scopes>> {
+        let scope: Option<String> =
+            sqlx::query_scalar("select scope from sessions where id = $1 and user_key = $2 and revoked_at is null")
+                .bind(sid)
+                .bind(user_key.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        // Only valid scopes are ever written; an unreadable one grants nothing.
+        Ok(scope.map(|s| Scopes::parse(&s).unwrap_or_default()))
+    }
+
+    async fn denied_tokens(&self, now: UnixTime) -> StoreResult<Vec<(String, UnixTime)>> {
+        Ok(sqlx::query_as("select jti, expires_at from denied_tokens where expires_at >= $1")
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     async fn end_session(&self, sid: &str, now: UnixTime) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("update sessions set revoked_at = $1 where id = $2 and revoked_at is null")
             .bind(now)
             .bind(sid)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        let ended = done.rows_affected() == 1;
+        if ended {
+            record(&mut tx, Change::Session(sid.to_owned()), now).await?;
+        }
+        tx.commit().await?;
+        Ok(ended)
     }
 
     async fn end_user_sessions(&self, user_key: &UserKey, now: UnixTime) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("update sessions set revoked_at = $1 where user_key = $2 and revoked_at is null")
             .bind(now)
             .bind(user_key.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        record(&mut tx, Change::User(user_key.clone()), now).await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    async fn deny_token(&self, jti: &str, expires_at: UnixTime) -> StoreResult<()> {
+    async fn deny_token(&self, jti: &str, expires_at: UnixTime, now: UnixTime) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("insert into denied_tokens (jti, expires_at) values ($1, $2) on conflict (jti) do nothing")
             .bind(jti)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        record(&mut tx, Change::Denied { jti: jti.to_owned(), expires_at }, now).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    fn watch(&self, sink: std::sync::Arc<dyn ChangeSink>) -> portcullis_verify::BoxFuture<'static, ()> {
+        Box::pin(super::watch(self.pool.clone(), sink))
     }
 
     async fn prune(&self, before: UnixTime, attempts_before: UnixTime) -> StoreResult<u64> {
@@ -524,6 +577,9 @@ impl Store for SqlStore<Db> {
             "delete from refresh_tokens where expires_at < $1",
             "delete from sessions where expires_at < $1",
         ] {
+            gone += sqlx::query(sql).bind(before).execute(&self.pool).await?.rows_affected();
+        }
+        if let Some(sql) = PRUNE_CHANGES {
             gone += sqlx::query(sql).bind(before).execute(&self.pool).await?.rows_affected();
         }
         gone += sqlx::query("delete from login_failures where window_start < $1")

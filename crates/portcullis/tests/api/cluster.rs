@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use portcullis::store::cached::STALE_AFTER;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{
     ADMIN_PASSWORD, Process, SECRET, client, command, fresh_postgres_database, jwt_part, serve_prepared, spawn_with,
+    within_propagation,
 };
 
 const ISSUER: &str = "http://portcullis.cluster.test";
@@ -92,12 +94,16 @@ async fn two_instances_on_one_database_behave_as_one_server() {
     assert_eq!(refresh(&a, new_refresh).await, 400, "the family is revoked on A too");
 
     // Logout on A holds on B; revocation on B holds on A.
+    // Each token is checked on the other instance first, so that instance
+    // holds its standing in memory: the change must reach it.
     let one = login(&a, "admin", ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(me(&b, &one.access).await, 200);
     assert_eq!(post(&a, "/logout", Some(&one.access), &[]).await, 204);
-    assert_eq!(me(&b, &one.access).await, 401);
+    assert_eq!(within_propagation(|| me(&b, &one.access), 401).await, 401);
     let two = login(&b, "admin", ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(me(&a, &two.access).await, 200);
     assert_eq!(post(&b, "/token/revoke", None, &[("token", &two.access)]).await, 200);
-    assert_eq!(me(&a, &two.access).await, 401);
+    assert_eq!(within_propagation(|| me(&a, &two.access), 401).await, 401);
 
     // Disable on A, password change on B.
     let created = client()
@@ -109,6 +115,7 @@ async fn two_instances_on_one_database_behave_as_one_server() {
         .unwrap();
     assert_eq!(created.status(), 201);
     let carl = login(&b, "carl", "carls-password-1").await.unwrap();
+    assert_eq!(me(&a, &carl.access).await, 200);
     let changed = client()
         .post(format!("{b}/users/me/password"))
         .bearer_auth(&carl.access)
@@ -117,8 +124,9 @@ async fn two_instances_on_one_database_behave_as_one_server() {
         .await
         .unwrap();
     assert_eq!(changed.status(), 204);
-    assert_eq!(me(&a, &carl.access).await, 401);
+    assert_eq!(within_propagation(|| me(&a, &carl.access), 401).await, 401);
     let carl = login(&a, "carl", "carls-password-2").await.unwrap();
+    assert_eq!(me(&b, &carl.access).await, 200);
     let disabled = client()
         .patch(format!("{a}/admin/users/carl"))
         .bearer_auth(&admin.access)
@@ -127,7 +135,7 @@ async fn two_instances_on_one_database_behave_as_one_server() {
         .await
         .unwrap();
     assert_eq!(disabled.status(), 200);
-    assert_eq!(me(&b, &carl.access).await, 401);
+    assert_eq!(within_propagation(|| me(&b, &carl.access), 401).await, 401);
     assert_eq!(login(&b, "carl", "carls-password-2").await.err(), Some(400));
 }
 
@@ -301,15 +309,33 @@ async fn when_the_database_goes_away_requests_get_503_and_recover_without_restar
     let token = app.access_token("admin", ADMIN_PASSWORD).await;
     assert_eq!(app.get("/readyz", None).await.status(), 200);
 
-    proxy.cut();
+    assert_eq!(app.me(&token).await.status(), 200);
 
-    for _ in 0..3 {
-        assert_eq!(app.get("/readyz", None).await.status(), 503);
+    proxy.cut();
+    let cut = std::time::Instant::now();
+
+    // Token checks are answered from memory, with no database round trip,
+    // until the feed has been silent for STALE_AFTER; then they fail
+    // closed. Everything else that needs the database fails at once.
+    let mut served_from_memory = 0;
+    let closed_after = loop {
         let protected = app.me(&token).await;
-        assert_eq!(protected.status(), 503);
-        assert!(protected.headers().contains_key("retry-after"));
-        let body: Value = protected.json().await.unwrap();
-        assert!(body["detail"].is_string());
+        if protected.status() == 503 {
+            assert!(protected.headers().contains_key("retry-after"));
+            let body: Value = protected.json().await.unwrap();
+            assert!(body["detail"].is_string());
+            break cut.elapsed();
+        }
+        assert_eq!(protected.status(), 200);
+        served_from_memory += 1;
+        assert!(cut.elapsed() < STALE_AFTER + Duration::from_secs(2), "an old answer is not served for long");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(served_from_memory > 0, "the cached standing answered while the database was away");
+    assert!(closed_after >= STALE_AFTER - Duration::from_millis(1500), "closed after {closed_after:?}");
+    for _ in 0..3 {
+        assert_eq!(app.me(&token).await.status(), 503);
+        assert_eq!(app.get("/readyz", None).await.status(), 503);
         assert_eq!(app.login("admin", ADMIN_PASSWORD).await.status(), 503);
         assert_eq!(app.get("/healthz", None).await.status(), 200, "the process itself is alive");
     }

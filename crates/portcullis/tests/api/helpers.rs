@@ -117,6 +117,28 @@ pub async fn spawn_with(change: impl FnOnce(&mut ServeConfig)) -> TestApp {
     TestApp { url: format!("http://{addr}"), client: client(), state, config, _dir: dir }
 }
 
+/// How soon a change made by another process (the CLI, another instance)
+/// holds on a server: the change feed's promise.
+pub const PROPAGATION: Duration = Duration::from_secs(1);
+
+/// Runs `probe` until it gives `want`, for at most [`PROPAGATION`] after the
+/// first try; returns what it gave last.
+pub async fn within_propagation<T, F, Fut>(mut probe: F, want: T) -> T
+where
+    T: PartialEq,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = std::time::Instant::now() + PROPAGATION;
+    loop {
+        let got = probe().await;
+        if got == want || std::time::Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// `POST {url}/token` with a username and password, as the tutorials' clients do.
 pub async fn post_login(url: &str, username: &str, password: &str) -> reqwest::Response {
     crate::capture::record("password", password);

@@ -269,7 +269,7 @@ async fn the_token_of_a_user_disabled_or_deleted_since_is_refused() {
     assert_eq!(app.me(&erin).await.status(), 200);
 
     app.disable("erin").await;
-    app.state.store.delete_user(&UserKey::of("frank")).await.unwrap();
+    app.state.store.delete_user(&UserKey::of("frank"), app.state.clock.now()).await.unwrap();
 
     assert_invalid_token(&app, &erin).await;
     assert_invalid_token(&app, &frank).await;

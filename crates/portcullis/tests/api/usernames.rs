@@ -206,7 +206,7 @@ async fn users_stored_before_the_rules_get_skeletons_at_start_and_keep_working()
     let key = Username::lookup_key("ZOE\u{200b}").expect("a stored name has a lookup key");
     assert!(store.user_by_key(&key).await.unwrap().is_some());
     // Once the older one is gone, the next start gives the next its skeleton.
-    assert!(store.delete_user(&Username::lookup_key("zoe").unwrap()).await.unwrap());
+    assert!(store.delete_user(&Username::lookup_key("zoe").unwrap(), 1).await.unwrap());
     drop(store);
     let store = portcullis::store::open(&url, &Default::default()).await.unwrap();
     let skeletons = raw_skeletons(&url).await;

@@ -1,0 +1,445 @@
+//! Token checks from memory: a [`Store`] in front of the database that
+//! answers `token_standing` and `profile` (what every protected request
+//! asks) from what it holds, kept current by the change feed ([`feed`]).
+//!
+//! What is held, and its bounds:
+//! - users (profile, scopes, disabled, or "no such user"), at most
+//!   `capacity.users`, evicted least-recently-and-frequently used first
+//!   (`quick_cache`'s S3-FIFO);
+//! - sessions (live or not, their scopes), at most `capacity.sessions`,
+//!   evicted the same way;
+//! - every denied `jti` until its token expires: the deny list is small by
+//!   nature (revocations within one access-token lifetime) and a miss there
+//!   could not be told from "not denied", so it is held whole.
+//!
+//! Why it is never stale for long:
+//! - a change made through this process applies here before the call that
+//!   made it returns;
+//! - a change made elsewhere arrives by the feed (PostgreSQL: at commit;
+//!   SQLite: within a 200 ms poll);
+//! - an entry read from the database while a change arrived is not kept
+//!   (a generation counter), so a slow read cannot put back what a change
+//!   removed;
+//! - when the feed has shown no sign of life for [`STALE_AFTER`], or may
+//!   have missed changes and the deny list is not yet reloaded, nothing
+//!   held is trusted: every check reads the database (and answers `503`
+//!   with `Retry-After` when that fails too);
+//! - every [`RECONCILE`], all of it is dropped and the deny list reread,
+//!   the safety net for a change the feed lost without noticing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use quick_cache::sync::Cache;
+
+use super::feed::{Change, ChangeSink};
+use super::{
+    KeyRow, NewUser, PoolUse, RefreshTokenInfo, Rotation, Session, SharedStore, Store, StoreResult, TokenStanding,
+    User, UserPatch,
+};
+use crate::clock::{Clock, UnixTime};
+use crate::domain::{Scopes, StoredHash, UserKey, Username};
+
+/// How long past the feed's last sign of life what is held is trusted.
+pub const STALE_AFTER: Duration = Duration::from_secs(5);
+
+/// How often everything held is dropped and reread on demand.
+pub const RECONCILE: Duration = Duration::from_secs(60);
+
+/// How many entries are held at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// Users (each about 0.5 KiB).
+    pub users: usize,
+    /// Sessions (each about 0.2 KiB).
+    pub sessions: usize,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Capacity { users: 100_000, sessions: 250_000 }
+    }
+}
+
+/// A user as held; `epoch` is new each time it is read, and sessions read
+/// under another epoch are read again (so "all sessions of this user
+/// ended" is one removal, not one per session).
+struct HeldUser {
+    user: Option<User>,
+    epoch: u64,
+}
+
+/// A session as held: of which user (and that user's epoch), and its
+/// scopes while live.
+struct HeldSession {
+    user_key: UserKey,
+    epoch: u64,
+    scope: Option<Scopes>,
+}
+
+/// What the cache and the feed task share.
+struct Held {
+    users: Cache<UserKey, Arc<HeldUser>>,
+    sessions: Cache<String, Arc<HeldSession>>,
+    denied: RwLock<HashMap<String, UnixTime>>,
+    /// Bumped by every change and loss: a read that saw it move is not kept.
+    generation: AtomicU64,
+    epochs: AtomicU64,
+    /// Milliseconds from `started` to the feed's last sign of life.
+    alive_ms: AtomicU64,
+    /// The deny list holds every denial committed before the last loss.
+    denied_complete: AtomicBool,
+    /// Woken when a loss needs the deny list reread.
+    reload: tokio::sync::Notify,
+    started: Instant,
+}
+
+impl Held {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn trusted(&self) -> bool {
+        self.denied_complete.load(Ordering::Acquire)
+            && self.now_ms().saturating_sub(self.alive_ms.load(Ordering::Acquire))
+                <= u64::try_from(STALE_AFTER.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn drop_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.users.clear();
+        self.sessions.clear();
+    }
+}
+
+impl ChangeSink for Held {
+    fn changed(&self, change: Change) {
+        match change {
+            Change::User(key) => {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                self.users.remove(&key);
+            }
+            Change::Session(sid) => {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                self.sessions.remove(sid.as_str());
+            }
+            Change::Denied { jti, expires_at } => {
+                self.denied.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(jti, expires_at);
+            }
+        }
+    }
+
+    fn lost(&self) {
+        self.denied_complete.store(false, Ordering::Release);
+        self.drop_all();
+        self.reload.notify_one();
+    }
+
+    fn alive(&self) {
+        self.alive_ms.store(self.now_ms(), Ordering::Release);
+    }
+}
+
+/// The store the server uses: [`Store`] with token checks from memory.
+pub struct CachedStore {
+    inner: SharedStore,
+    held: Arc<Held>,
+}
+
+impl CachedStore {
+    /// Holds nothing and trusts nothing until [`CachedStore::follow`] runs.
+    pub fn new(inner: SharedStore, capacity: Capacity) -> Self {
+        let held = Held {
+            users: Cache::new(capacity.users.max(1)),
+            sessions: Cache::new(capacity.sessions.max(1)),
+            denied: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            epochs: AtomicU64::new(0),
+            alive_ms: AtomicU64::new(0),
+            denied_complete: AtomicBool::new(false),
+            reload: tokio::sync::Notify::new(),
+            started: Instant::now(),
+        };
+        CachedStore { inner, held: Arc::new(held) }
+    }
+
+    /// Follows the change feed and reloads the deny list when it must, for
+    /// as long as it is polled (the server spawns it).
+    pub fn follow(&self, clock: Clock) -> impl Future<Output = ()> + Send + 'static {
+        let (inner, held) = (self.inner.clone(), self.held.clone());
+        async move {
+            let feed = inner.watch(held.clone());
+            let upkeep = async {
+                let mut reconcile = tokio::time::interval(RECONCILE);
+                reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                reconcile.tick().await;
+                loop {
+                    tokio::select! {
+                        () = held.reload.notified() => {}
+                        _ = reconcile.tick() => held.lost(),
+                    }
+                    // Denials are final until expiry: adding what the
+                    // database holds to what arrived meanwhile loses none.
+                    while !held.denied_complete.load(Ordering::Acquire) {
+                        match inner.denied_tokens(clock.now()).await {
+                            Ok(rows) => {
+                                held.denied.write().unwrap_or_else(std::sync::PoisonError::into_inner).extend(rows);
+                                held.denied_complete.store(true, Ordering::Release);
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot read the deny list; retrying");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
+                    }
+                }
+            };
+            tokio::join!(feed, upkeep);
+        }
+    }
+
+    /// Whether checks are answered from memory now.
+    pub fn trusted(&self) -> bool {
+        self.held.trusted()
+    }
+
+    /// How many users and sessions are held.
+    pub fn len(&self) -> (usize, usize) {
+        (self.held.users.len(), self.held.sessions.len())
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == (0, 0)
+    }
+
+    /// The user `key`, held or read (and held, unless a change came in
+    /// while reading).
+    async fn user(&self, key: &UserKey) -> StoreResult<Arc<HeldUser>> {
+        if let Some(held) = self.held.users.get(key) {
+            return Ok(held);
+        }
+        let generation = self.held.generation.load(Ordering::Acquire);
+        let user = self.inner.user_by_key(key).await?;
+        let held = Arc::new(HeldUser { user, epoch: self.held.epochs.fetch_add(1, Ordering::Relaxed) });
+        if self.held.generation.load(Ordering::Acquire) == generation {
+            self.held.users.insert(key.clone(), held.clone());
+        }
+        Ok(held)
+    }
+
+    /// The scopes of `sid` while it is a live session of `user`.
+    async fn session(&self, sid: &str, key: &UserKey, user: &HeldUser) -> StoreResult<Option<Scopes>> {
+        if let Some(held) = self.held.sessions.get(sid) {
+            if held.epoch == user.epoch && held.user_key == *key {
+                return Ok(held.scope.clone());
+            }
+        }
+        let generation = self.held.generation.load(Ordering::Acquire);
+        let scope = self.inner.session_scope(sid, key).await?;
+        if self.held.generation.load(Ordering::Acquire) == generation {
+            let held = HeldSession { user_key: key.clone(), epoch: user.epoch, scope: scope.clone() };
+            self.held.sessions.insert(sid.to_owned(), Arc::new(held));
+        }
+        Ok(scope)
+    }
+}
+
+#[async_trait]
+impl Store for CachedStore {
+    async fn token_standing(
+        &self,
+        user_key: &UserKey,
+        sid: Option<&str>,
+        jti: &str,
+    ) -> StoreResult<Option<TokenStanding>> {
+        if !self.held.trusted() {
+            return self.inner.token_standing(user_key, sid, jti).await;
+        }
+        let held = self.user(user_key).await?;
+        let Some(user) = &held.user else { return Ok(None) };
+        let session_scope = match sid {
+            Some(sid) => self.session(sid, user_key, &held).await?,
+            None => None,
+        };
+        let denied = self.held.denied.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(jti);
+        Ok(Some(TokenStanding {
+            user_disabled: user.disabled,
+            user_scopes: user.scopes.clone(),
+            session_scope,
+            denied,
+        }))
+    }
+
+    async fn profile(&self, key: &UserKey) -> StoreResult<Option<User>> {
+        if !self.held.trusted() {
+            return self.inner.user_by_key(key).await;
+        }
+        Ok(self.user(key).await?.user.clone())
+    }
+
+    /// Logins, admin reads and writes: from the database.
+    async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<User>> {
+        self.inner.user_by_key(key).await
+    }
+
+    async fn session_scope(&self, sid: &str, user_key: &UserKey) -> StoreResult<Option<Scopes>> {
+        self.inner.session_scope(sid, user_key).await
+    }
+
+    // Writes: through to the database, then applied here at once (the feed
+    // brings the same change again later; applying it twice is harmless).
+
+    async fn insert_user(&self, user: &NewUser, now: UnixTime) -> StoreResult<User> {
+        let done = self.inner.insert_user(user, now).await;
+        self.held.changed(Change::User(user.username.key().clone()));
+        done
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        key: &UserKey,
+        old: &StoredHash,
+        new: &StoredHash,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let done = self.inner.upgrade_password_hash(key, old, new, now).await;
+        self.held.changed(Change::User(key.clone()));
+        done
+    }
+
+    async fn delete_user(&self, key: &UserKey, now: UnixTime) -> StoreResult<bool> {
+        let done = self.inner.delete_user(key, now).await;
+        self.held.changed(Change::User(key.clone()));
+        done
+    }
+
+    async fn update_user(&self, key: &UserKey, patch: &UserPatch, now: UnixTime) -> StoreResult<Option<User>> {
+        let done = self.inner.update_user(key, patch, now).await;
+        self.held.changed(Change::User(key.clone()));
+        done
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        expires_at: UnixTime,
+        session_max_age: i64,
+        now: UnixTime,
+    ) -> StoreResult<Rotation> {
+        let done = self.inner.rotate_refresh_token(old_hash, new_hash, expires_at, session_max_age, now).await;
+        if let Ok(Rotation::Reused(sid)) = &done {
+            self.held.changed(Change::Session(sid.clone()));
+        }
+        done
+    }
+
+    async fn end_session(&self, sid: &str, now: UnixTime) -> StoreResult<bool> {
+        let done = self.inner.end_session(sid, now).await;
+        self.held.changed(Change::Session(sid.to_owned()));
+        done
+    }
+
+    async fn end_user_sessions(&self, user_key: &UserKey, now: UnixTime) -> StoreResult<()> {
+        let done = self.inner.end_user_sessions(user_key, now).await;
+        self.held.changed(Change::User(user_key.clone()));
+        done
+    }
+
+    async fn deny_token(&self, jti: &str, expires_at: UnixTime, now: UnixTime) -> StoreResult<()> {
+        self.inner.deny_token(jti, expires_at, now).await?;
+        self.held.changed(Change::Denied { jti: jti.to_owned(), expires_at });
+        Ok(())
+    }
+
+    async fn prune(&self, before: UnixTime, attempts_before: UnixTime) -> StoreResult<u64> {
+        self.held.denied.write().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|_, exp| *exp >= before);
+        self.inner.prune(before, attempts_before).await
+    }
+
+    // The rest: straight to the database.
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+
+    fn pool_use(&self) -> PoolUse {
+        self.inner.pool_use()
+    }
+
+    async fn count_users(&self) -> StoreResult<i64> {
+        self.inner.count_users().await
+    }
+
+    async fn skeleton_taken(&self, username: &Username) -> StoreResult<bool> {
+        self.inner.skeleton_taken(username).await
+    }
+
+    async fn list_users(&self, after: Option<&UserKey>, limit: u32) -> StoreResult<Vec<User>> {
+        self.inner.list_users(after, limit).await
+    }
+
+    async fn max_bcrypt_cost(&self) -> StoreResult<u32> {
+        self.inner.max_bcrypt_cost().await
+    }
+
+    async fn create_session(
+        &self,
+        session: &Session,
+        verified: &StoredHash,
+        scopes: &Scopes,
+        refresh_hash: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        self.inner.create_session(session, verified, scopes, refresh_hash, expires_at, now).await
+    }
+
+    async fn refresh_token_info(&self, hash: &str, now: UnixTime) -> StoreResult<Option<RefreshTokenInfo>> {
+        self.inner.refresh_token_info(hash, now).await
+    }
+
+    async fn denied_tokens(&self, now: UnixTime) -> StoreResult<Vec<(String, UnixTime)>> {
+        self.inner.denied_tokens(now).await
+    }
+
+    fn watch(&self, sink: Arc<dyn ChangeSink>) -> portcullis_verify::BoxFuture<'static, ()> {
+        self.inner.watch(sink)
+    }
+
+    async fn count_bcrypt_hashes(&self) -> StoreResult<i64> {
+        self.inner.count_bcrypt_hashes().await
+    }
+
+    async fn setting(&self, name: &str) -> StoreResult<Option<String>> {
+        self.inner.setting(name).await
+    }
+
+    async fn setting_or_init(&self, name: &str, proposed: &str) -> StoreResult<String> {
+        self.inner.setting_or_init(name, proposed).await
+    }
+
+    async fn record_failure(&self, bucket: &str, now: UnixTime, window: i64) -> StoreResult<(i64, UnixTime)> {
+        self.inner.record_failure(bucket, now, window).await
+    }
+
+    async fn failures(&self, bucket: &str, now: UnixTime, window: i64) -> StoreResult<Option<(i64, UnixTime)>> {
+        self.inner.failures(bucket, now, window).await
+    }
+
+    async fn clear_attempts(&self, bucket: &str) -> StoreResult<()> {
+        self.inner.clear_attempts(bucket).await
+    }
+
+    async fn list_keys(&self) -> StoreResult<Vec<KeyRow>> {
+        self.inner.list_keys().await
+    }
+
+    async fn add_signing_key(&self, key: &KeyRow, only_if_none: bool) -> StoreResult<bool> {
+        self.inner.add_signing_key(key, only_if_none).await
+    }
+}
