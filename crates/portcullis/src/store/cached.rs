@@ -281,9 +281,17 @@ impl Store for CachedStore {
         Ok(self.user(key).await?.user.clone())
     }
 
-    /// Logins, admin reads and writes: from the database.
+    /// Logins, admin reads and writes: from the database, and what is read
+    /// replaces what is held (a user enabled by another process and logging
+    /// in here is not refused by an entry the feed has yet to drop).
     async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<User>> {
-        self.inner.user_by_key(key).await
+        let generation = self.held.generation.load(Ordering::Acquire);
+        let user = self.inner.user_by_key(key).await?;
+        if self.held.trusted() && self.held.generation.load(Ordering::Acquire) == generation {
+            let held = HeldUser { user: user.clone(), epoch: self.held.epochs.fetch_add(1, Ordering::Relaxed) };
+            self.held.users.insert(key.clone(), Arc::new(held));
+        }
+        Ok(user)
     }
 
     async fn session_scope(&self, sid: &str, user_key: &UserKey) -> StoreResult<Option<Scopes>> {

@@ -24,6 +24,8 @@ pub struct TestApp {
     pub url: String,
     pub client: reqwest::Client,
     pub state: AppState,
+    /// What token checks are answered from.
+    pub cache: std::sync::Arc<portcullis::store::cached::CachedStore>,
     pub config: ServeConfig,
     /// Kept so the database outlives the test.
     pub _dir: TempDir,
@@ -113,8 +115,9 @@ pub async fn spawn_with(change: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let server = Server::build(&config).await.expect("server starts");
     let addr: SocketAddr = server.local_addr().unwrap();
     let state = server.state().clone();
+    let cache = server.cache().clone();
     tokio::spawn(server.run());
-    TestApp { url: format!("http://{addr}"), client: client(), state, config, _dir: dir }
+    TestApp { url: format!("http://{addr}"), client: client(), state, cache, config, _dir: dir }
 }
 
 /// How soon a change made by another process (the CLI, another instance)

@@ -10,6 +10,7 @@ mod cluster;
 mod compat;
 mod connections;
 mod docs;
+mod feed;
 mod jwt_attacks;
 mod keys;
 mod library;
