@@ -6,6 +6,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use portcullis::cli::Cli;
 
+/// mimalloc gives freed memory back to the system within milliseconds;
+/// glibc's malloc raises its mmap threshold after the first large free and
+/// then keeps argon2's 19 MiB blocks in its heap for good (an idle server
+/// measured 78 MiB with it). The library leaves the choice to its users.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

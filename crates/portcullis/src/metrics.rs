@@ -40,6 +40,8 @@ pub const REFRESH_REUSE: &str = "portcullis_refresh_reuse_detected_total";
 pub const HASH_QUEUE_DEPTH: &str = "portcullis_hash_queue_depth";
 /// Time from a hashing job's submission to its start.
 pub const HASH_WAIT: &str = "portcullis_hash_wait_seconds";
+/// Histogram: how long each hashing job ran on its thread.
+pub const HASH_DURATION: &str = "portcullis_hash_duration_seconds";
 /// Request latency by route template, method and status.
 pub const HTTP_DURATION: &str = "portcullis_http_request_duration_seconds";
 /// Database connections open, by state (`idle`, `used`).
@@ -282,6 +284,7 @@ impl Metrics {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), HTTP_BUCKETS)
             .and_then(|b| b.set_buckets_for_metric(Matcher::Full(HASH_WAIT.into()), HASH_WAIT_BUCKETS))
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(HASH_DURATION.into()), HASH_WAIT_BUCKETS))
             .expect("bucket lists are not empty")
             .build_recorder();
         let handle = recorder.handle();
@@ -293,6 +296,7 @@ impl Metrics {
             describe_counter!(REFRESH_REUSE, "Retired refresh tokens presented again; each revoked its session.");
             describe_gauge!(HASH_QUEUE_DEPTH, "Password-hashing jobs waiting for a hashing thread.");
             describe_histogram!(HASH_WAIT, Unit::Seconds, "Time from a hashing job's submission to its start.");
+            describe_histogram!(HASH_DURATION, Unit::Seconds, "Time a hashing job ran on its thread (one hash).");
             describe_histogram!(HTTP_DURATION, Unit::Seconds, "Request latency by route template, method and status.");
             describe_gauge!(DB_POOL, "Database connections open, by state.");
             describe_gauge!(DB_POOL_MAX, "Most database connections the pool opens.");
@@ -338,6 +342,11 @@ impl Metrics {
     /// The histogram the hashing pool records its queue waits in.
     pub fn hash_wait(&self) -> Histogram {
         self.scoped(|| histogram!(HASH_WAIT))
+    }
+
+    /// The histogram the hashing pool records each job's run time in.
+    pub fn hash_duration(&self) -> Histogram {
+        self.scoped(|| histogram!(HASH_DURATION))
     }
 
     /// Records one request's latency.

@@ -56,7 +56,9 @@ impl Server {
         let cache = Arc::new(CachedStore::new(store, Capacity::default()));
         let store: SharedStore = cache.clone();
         let metrics = Metrics::new();
-        let hasher = HashPool::start(config.hash_threads, config.hash_queue).with_wait_histogram(metrics.hash_wait());
+        let hasher = HashPool::start(config.hash_threads, config.hash_queue)
+            .with_wait_histogram(metrics.hash_wait())
+            .with_duration_histogram(metrics.hash_duration());
         hasher.set_legacy_bcrypt_cost(store.max_bcrypt_cost().await?);
         let admin_password = config.bootstrap_admin_password.as_ref().map(|s| s.expose_secret());
         bootstrap_admin(&store, &hasher, admin_password, config.log_format, clock.now()).await?;

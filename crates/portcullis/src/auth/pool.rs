@@ -45,6 +45,8 @@ pub struct HashPool {
     waiting: Arc<AtomicUsize>,
     /// Where each job's wait, from submission to start, is recorded.
     wait: Histogram,
+    /// Where each job's run time on its thread is recorded.
+    busy: Histogram,
 }
 
 /// The extra, throw-away work a verification does so that its time does not
@@ -69,6 +71,11 @@ pub fn padding(stored: Option<&StoredHash>, legacy_cost: u32) -> Padding {
     }
 }
 
+/// How long a hashing thread waits for work before it gives its working
+/// memory back: short enough that an idle server is small, long enough that
+/// a steady trickle of logins does not pay for a fresh 19 MiB each time.
+pub const IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl HashPool {
     /// Starts `threads` hashing threads with room for `queue` waiting jobs.
     pub fn start(threads: usize, queue: usize) -> Self {
@@ -80,14 +87,19 @@ impl HashPool {
                 .name(format!("hash-{i}"))
                 .spawn(move || {
                     loop {
-                        // The lock is held only while waiting for one job.
+                        // The lock is held only while waiting for one job,
+                        // and for at most IDLE: so every idle thread gets
+                        // its turn to notice it is idle.
                         let job = match rx.lock() {
-                            Ok(rx) => rx.recv(),
+                            Ok(rx) => rx.recv_timeout(IDLE),
                             Err(_) => return,
                         };
                         match job {
                             Ok(job) => job(),
-                            Err(_) => return, // every sender dropped: shut down
+                            // Idle: argon2's working memory (19 MiB a
+                            // thread) goes back to the allocator.
+                            Err(mpsc::RecvTimeoutError::Timeout) => password::release_memory(),
+                            Err(mpsc::RecvTimeoutError::Disconnected) => return, // every sender dropped
                         }
                     }
                 })
@@ -102,6 +114,7 @@ impl HashPool {
             accepted: Arc::default(),
             waiting: Arc::default(),
             wait: Histogram::noop(),
+            busy: Histogram::noop(),
         }
     }
 
@@ -110,6 +123,15 @@ impl HashPool {
     #[must_use]
     pub fn with_wait_histogram(mut self, histogram: Histogram) -> Self {
         self.wait = histogram;
+        self
+    }
+
+    /// Records how long each job runs on its thread in `histogram` (what
+    /// one hash costs here: the ceiling of logins a second is threads
+    /// divided by it).
+    #[must_use]
+    pub fn with_duration_histogram(mut self, histogram: Histogram) -> Self {
+        self.busy = histogram;
         self
     }
 
@@ -129,10 +151,14 @@ impl HashPool {
     {
         let (tx, rx) = oneshot::channel();
         let (waiting, wait, submitted) = (Arc::clone(&self.waiting), self.wait.clone(), Instant::now());
+        let busy = self.busy.clone();
         let job: Job = Box::new(move || {
             waiting.fetch_sub(1, Ordering::Relaxed);
-            wait.record(submitted.elapsed());
-            let _ = tx.send(f());
+            let started = Instant::now();
+            wait.record(started.duration_since(submitted));
+            let done = f();
+            busy.record(started.elapsed());
+            let _ = tx.send(done);
         });
         // Counted before it can start, so the count never goes below zero.
         self.waiting.fetch_add(1, Ordering::Relaxed);

@@ -139,6 +139,7 @@ async fn each_counter_moves_and_no_label_names_a_user_token_or_address() {
     // Five verifications went through the hashing pool (the throttled
     // login costs none), and none is waiting now.
     assert_eq!(delta("portcullis_hash_wait_seconds_count", &[]), 5.0);
+    assert_eq!(delta("portcullis_hash_duration_seconds_count", &[]), 5.0, "each hash is timed");
     assert_eq!(after.value("portcullis_hash_queue_depth", &[]), 0.0);
     assert_eq!(after.value("portcullis_db_pool_max_connections", &[]), 10.0);
     assert!(after.value("portcullis_db_pool_connections", &[("state", "idle")]) >= 0.0);
