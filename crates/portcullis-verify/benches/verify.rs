@@ -1,5 +1,5 @@
 //! How many access tokens per second one core verifies: HS256 (shared
-//! secret) and EdDSA (public key). Signature, header and claims checks;
+//! secret), EdDSA and ES256 (public keys). Signature, header and claims checks;
 //! no I/O. Results: `bench/RESULTS.md`.
 
 use std::hint::black_box;
@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use portcullis_verify::{KeySet, Verifier, VerifyKey};
-use ring::signature::{Ed25519KeyPair, KeyPair};
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 use serde_json::json;
 
 const NOW: i64 = 1_800_000_000;
@@ -43,10 +43,24 @@ fn eddsa() -> (Verifier, String) {
     (Verifier::builder(KeySet::new([key])).issuer("http://127.0.0.1:8000").build(), token)
 }
 
+fn es256() -> (Verifier, String) {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": "es256-bench"});
+    let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims().to_string()));
+    let token = format!("{input}.{}", B64.encode(pair.sign(&rng, input.as_bytes()).unwrap()));
+    // The public key is the uncompressed point 0x04 || x || y.
+    let point = pair.public_key().as_ref();
+    let public = DecodingKey::from_ec_components(&B64.encode(&point[1..33]), &B64.encode(&point[33..])).unwrap();
+    let key = VerifyKey::new("es256-bench", Algorithm::ES256, public);
+    (Verifier::builder(KeySet::new([key])).issuer("http://127.0.0.1:8000").build(), token)
+}
+
 fn verification(c: &mut Criterion) {
     let mut group = c.benchmark_group("verify");
     group.throughput(Throughput::Elements(1));
-    for (name, (verifier, token)) in [("HS256", hs256()), ("EdDSA", eddsa())] {
+    for (name, (verifier, token)) in [("HS256", hs256()), ("EdDSA", eddsa()), ("ES256", es256())] {
         assert!(verifier.verify(&token, NOW + 1).is_ok(), "{name} token verifies");
         group.bench_function(name, |b| b.iter(|| verifier.verify(black_box(&token), NOW + 1).unwrap()));
     }

@@ -6,14 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use portcullis::cli::Cli;
 
-/// mimalloc gives freed memory back to the system within milliseconds;
-/// glibc's malloc raises its mmap threshold after the first large free and
-/// then keeps argon2's 19 MiB blocks in its heap for good (an idle server
-/// measured 78 MiB with it). The library leaves the choice to its users.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    tune_malloc();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -35,3 +30,22 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// glibc's malloc raises its mmap threshold after the first large free, and
+/// from then on keeps argon2's 19 MiB working blocks in its heaps for good
+/// (an idle server measured 78 MiB so). A fixed threshold keeps every block
+/// of 1 MiB or more in its own mapping, returned to the system when freed;
+/// two arenas bound how much the other threads' heaps can spread.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn tune_malloc() {
+    // SAFETY: mallopt only sets allocator parameters; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_malloc() {}

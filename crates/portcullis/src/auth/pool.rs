@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
@@ -28,7 +27,7 @@ pub struct Busy;
 /// Handle to the hashing threads; cheap to clone.
 #[derive(Clone)]
 pub struct HashPool {
-    jobs: SyncSender<Job>,
+    jobs: flume::Sender<Job>,
     /// Verified when the user does not exist, so an unknown username costs
     /// the same as a wrong password.
     dummy: Arc<StoredHash>,
@@ -71,6 +70,13 @@ pub fn padding(stored: Option<&StoredHash>, legacy_cost: u32) -> Padding {
     }
 }
 
+/// What an unknown user's login is verified against, so it takes as long
+/// as a known user's: an argon2id hash of today's parameters (a test keeps
+/// them in step). A constant rather than hashed at start: starting costs no
+/// hash, and no 19 MiB of working memory on the starting thread.
+const DUMMY_ARGON2: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$FSxheEllhUERw+KWvdJIdQ$eiPS6t+CnD86YACPuHoDx8nZmqHN20Dylc/rsmbwQBk";
+
 /// How long a hashing thread waits for work before it gives its working
 /// memory back: short enough that an idle server is small, long enough that
 /// a steady trickle of logins does not pay for a fresh 19 MiB each time.
@@ -79,33 +85,25 @@ pub const IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 impl HashPool {
     /// Starts `threads` hashing threads with room for `queue` waiting jobs.
     pub fn start(threads: usize, queue: usize) -> Self {
-        let (jobs, rx) = mpsc::sync_channel::<Job>(queue);
-        let rx = Arc::new(Mutex::new(rx));
+        let (jobs, rx) = flume::bounded::<Job>(queue);
         for i in 0..threads.max(1) {
-            let rx = Arc::clone(&rx);
+            let rx = rx.clone();
             thread::Builder::new()
                 .name(format!("hash-{i}"))
                 .spawn(move || {
                     loop {
-                        // The lock is held only while waiting for one job,
-                        // and for at most IDLE: so every idle thread gets
-                        // its turn to notice it is idle.
-                        let job = match rx.lock() {
-                            Ok(rx) => rx.recv_timeout(IDLE),
-                            Err(_) => return,
-                        };
-                        match job {
+                        match rx.recv_timeout(IDLE) {
                             Ok(job) => job(),
                             // Idle: argon2's working memory (19 MiB a
                             // thread) goes back to the allocator.
-                            Err(mpsc::RecvTimeoutError::Timeout) => password::release_memory(),
-                            Err(mpsc::RecvTimeoutError::Disconnected) => return, // every sender dropped
+                            Err(flume::RecvTimeoutError::Timeout) => password::release_memory(),
+                            Err(flume::RecvTimeoutError::Disconnected) => return, // every sender dropped
                         }
                     }
                 })
                 .expect("spawning a hashing thread");
         }
-        let dummy = Arc::new(password::hash("portcullis dummy password for unknown users"));
+        let dummy = Arc::new(StoredHash::new(DUMMY_ARGON2.to_owned()));
         HashPool {
             jobs,
             dummy,
@@ -164,7 +162,7 @@ impl HashPool {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         match self.jobs.try_send(job) {
             Ok(()) => self.accepted.fetch_add(1, Ordering::Relaxed),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            Err(flume::TrySendError::Full(_) | flume::TrySendError::Disconnected(_)) => {
                 self.waiting.fetch_sub(1, Ordering::Relaxed);
                 return Err(Busy);
             }
@@ -252,6 +250,18 @@ mod tests {
         release_tx.send(()).unwrap();
         assert!(blocker.await.unwrap().is_ok());
         assert_eq!(queued.await.unwrap(), Ok(1));
+    }
+
+    #[test]
+    fn the_dummy_hash_has_todays_parameters_and_verifies() {
+        let dummy = StoredHash::new(DUMMY_ARGON2.to_owned());
+        let today = password::hash("anything");
+        let params = |h: &str| h.split('$').nth(3).unwrap().to_owned();
+        assert_eq!(params(DUMMY_ARGON2), params(today.expose()));
+        assert_eq!(
+            password::verify("portcullis dummy password for unknown users", &dummy),
+            Verdict::Right { rehash: false }
+        );
     }
 
     #[test]
