@@ -5,6 +5,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use jsonwebtoken::Validation;
@@ -53,6 +54,12 @@ pub struct Verifier {
 
 struct Inner {
     keys: RwLock<Arc<KeySet>>,
+    /// Bumped by every key-set change: a verification that began under
+    /// another key set does not enter `verified`.
+    key_generation: AtomicU64,
+    /// Tokens whose header and signature were checked, by their exact
+    /// text, with their claims (see [`VerifierBuilder::verified_cache`]).
+    verified: Option<quick_cache::sync::Cache<String, Arc<Claims>>>,
     expect: Expectations,
     clock: Clock,
     check: Option<Arc<dyn TokenCheck>>,
@@ -94,6 +101,7 @@ impl fmt::Debug for Verifier {
 /// Builds a [`Verifier`].
 pub struct VerifierBuilder {
     keys: KeySet,
+    verified_cache: usize,
     expect: Expectations,
     clock: Clock,
     check: Option<Arc<dyn TokenCheck>>,
@@ -134,6 +142,17 @@ impl VerifierBuilder {
         self
     }
 
+    /// How many verified tokens to remember (default 4096; 0: none). A
+    /// token presented again (a client uses one for many requests) skips
+    /// base64, JSON and signature work, which is most of a check; its
+    /// lifetime, issuer and audience are checked again at every use, and the
+    /// [`TokenCheck`] always runs. Changing the key set forgets them all.
+    /// Each entry holds the token and its claims: about 1 KiB.
+    pub fn verified_cache(mut self, tokens: usize) -> Self {
+        self.verified_cache = tokens;
+        self
+    }
+
     /// Run this check on every token that passed the others.
     pub fn check(mut self, check: impl TokenCheck) -> Self {
         self.check = Some(Arc::new(check));
@@ -167,6 +186,8 @@ impl VerifierBuilder {
         let verifier = Verifier {
             inner: Arc::new(Inner {
                 keys: RwLock::new(Arc::new(self.keys)),
+                key_generation: AtomicU64::new(0),
+                verified: (self.verified_cache > 0).then(|| quick_cache::sync::Cache::new(self.verified_cache)),
                 expect: self.expect,
                 clock: self.clock,
                 check: self.check,
@@ -235,6 +256,7 @@ impl Verifier {
     pub fn builder(keys: KeySet) -> VerifierBuilder {
         VerifierBuilder {
             keys,
+            verified_cache: 4096,
             expect: Expectations::default(),
             clock: Arc::new(system_time),
             check: None,
@@ -312,6 +334,12 @@ impl Verifier {
     /// Replaces the key set; requests in flight finish with the old one.
     pub fn set_keys(&self, keys: KeySet) {
         *self.inner.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        // A key gone (retired, or withdrawn from a JWKS) takes its tokens
+        // with it.
+        self.inner.key_generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(verified) = &self.inner.verified {
+            verified.clear();
+        }
     }
 
     /// Verifies a token's header, signature and claims at `now` (Unix
@@ -324,6 +352,25 @@ impl Verifier {
     }
 
     fn verify_inner(&self, token: &str, now: i64) -> Result<Claims, Failure> {
+        // Found only by a hash of the whole token and then compared whole:
+        // a token that differs anywhere is verified from scratch. (Its text
+        // is compared only against the few entries sharing its randomly
+        // seeded hash, so timing says nothing useful about other tokens.)
+        if let Some(claims) = self.inner.verified.as_ref().and_then(|v| v.get(token)) {
+            claims.validate(now, &self.inner.expect)?;
+            return Ok(Claims::clone(&claims));
+        }
+        let generation = self.inner.key_generation.load(Ordering::Acquire);
+        let claims = self.verify_uncached(token, now)?;
+        if let Some(verified) = &self.inner.verified {
+            if self.inner.key_generation.load(Ordering::Acquire) == generation {
+                verified.insert(token.to_owned(), Arc::new(claims.clone()));
+            }
+        }
+        Ok(claims)
+    }
+
+    fn verify_uncached(&self, token: &str, now: i64) -> Result<Claims, Failure> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::invalid("malformed token"))?;
         if !is_access_token_type(header.typ.as_deref()) {
             return Err(TokenError::invalid("not an access token (typ must be at+jwt)").into());
@@ -372,5 +419,58 @@ impl Verifier {
             check.check(&claims).await?;
         }
         Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use serde_json::json;
+
+    use super::*;
+    use crate::VerifyKey;
+
+    const SECRET: &[u8] = b"a secret of at least thirty-two bytes, for tests";
+    const NOW: i64 = 1_800_000_000;
+
+    fn token(kid: &str, exp: i64) -> String {
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(kid.into());
+        let claims = json!({"iss": "i", "sub": "ann", "iat": NOW, "nbf": NOW, "exp": exp, "jti": "j", "scope": "me"});
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET)).unwrap()
+    }
+
+    fn verifier(cache: usize) -> Verifier {
+        Verifier::builder(KeySet::new([VerifyKey::hs256("k1", SECRET)])).issuer("i").verified_cache(cache).build()
+    }
+
+    /// What the remembered tokens must not change: each is checked against
+    /// the clock at every use, and a key taken away takes its tokens along.
+    #[test]
+    fn a_remembered_token_still_expires_and_still_dies_with_its_key() {
+        for cache in [0, 16] {
+            let verifier = verifier(cache);
+            let t = token("k1", NOW + 60);
+            assert_eq!(verifier.verify(&t, NOW).err(), None);
+            assert!(verifier.verify(&t, NOW + 30).is_ok(), "cache={cache}");
+            assert!(verifier.verify(&t, NOW + 600).is_err(), "cache={cache}: expired");
+            assert!(verifier.verify(&t, NOW).is_ok());
+            verifier.set_keys(KeySet::new([VerifyKey::hs256("k2", b"another secret of thirty-two bytes or more")]));
+            assert!(verifier.verify(&t, NOW).is_err(), "cache={cache}: its key is gone");
+        }
+    }
+
+    #[test]
+    fn a_token_altered_anywhere_is_verified_from_scratch() {
+        let verifier = verifier(16);
+        let t = token("k1", NOW + 60);
+        assert!(verifier.verify(&t, NOW).is_ok());
+        let mut forged = t.clone();
+        forged.push('A');
+        assert!(verifier.verify(&forged, NOW).is_err());
+        let (head, signature) = t.rsplit_once('.').unwrap();
+        let flipped = if signature.starts_with('A') { 'B' } else { 'A' };
+        assert!(verifier.verify(&format!("{head}.{flipped}{}", &signature[1..]), NOW).is_err());
     }
 }

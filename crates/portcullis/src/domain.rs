@@ -27,6 +27,12 @@ impl UserKey {
     /// typed name at login, where an invalid name must cost the same as an
     /// unknown one).
     pub fn of(raw: &str) -> Self {
+        // Every request's `sub` comes through here. For ASCII, NFKC changes
+        // nothing and case folding is lowercasing: the same key, without
+        // three passes over Unicode tables.
+        if raw.is_ascii() {
+            return UserKey(raw.to_ascii_lowercase());
+        }
         let folded = caseless::default_case_fold_str(&raw.nfkc().collect::<String>());
         UserKey(folded.nfkc().collect())
     }

@@ -32,7 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(register))
 }
 
-async fn caller(state: &AppState, user: &Authenticated) -> ApiResult<User> {
+async fn caller(state: &AppState, user: &Authenticated) -> ApiResult<std::sync::Arc<User>> {
     let found = state.store.profile(&UserKey::of(user.subject())).await?;
     // The token check passed a moment ago; the user may have been deleted since.
     found.ok_or_else(|| ApiError::Token(TokenError::invalid("user no longer exists")))
@@ -49,7 +49,7 @@ async fn caller(state: &AppState, user: &Authenticated) -> ApiResult<User> {
 )]
 #[instrument(skip_all)]
 pub async fn me(State(state): State<AppState>, user: Authenticated) -> ApiResult<Json<Profile>> {
-    Ok(Json(Profile::from(&caller(&state, &user).await?)))
+    Ok(Json(Profile::from(&*caller(&state, &user).await?)))
 }
 
 /// Same as `/users/me` (a tutorial's route).

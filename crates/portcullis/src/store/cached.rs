@@ -68,7 +68,7 @@ impl Default for Capacity {
 /// under another epoch are read again (so "all sessions of this user
 /// ended" is one removal, not one per session).
 struct HeldUser {
-    user: Option<User>,
+    user: Option<Arc<User>>,
     epoch: u64,
 }
 
@@ -223,7 +223,7 @@ impl CachedStore {
             return Ok(held);
         }
         let generation = self.held.generation.load(Ordering::Acquire);
-        let user = self.inner.user_by_key(key).await?;
+        let user = self.inner.user_by_key(key).await?.map(Arc::new);
         let held = Arc::new(HeldUser { user, epoch: self.held.epochs.fetch_add(1, Ordering::Relaxed) });
         if self.held.generation.load(Ordering::Acquire) == generation {
             self.held.users.insert(key.clone(), held.clone());
@@ -274,9 +274,9 @@ impl Store for CachedStore {
         }))
     }
 
-    async fn profile(&self, key: &UserKey) -> StoreResult<Option<User>> {
+    async fn profile(&self, key: &UserKey) -> StoreResult<Option<Arc<User>>> {
         if !self.held.trusted() {
-            return self.inner.user_by_key(key).await;
+            return Ok(self.inner.user_by_key(key).await?.map(Arc::new));
         }
         Ok(self.user(key).await?.user.clone())
     }
@@ -288,7 +288,8 @@ impl Store for CachedStore {
         let generation = self.held.generation.load(Ordering::Acquire);
         let user = self.inner.user_by_key(key).await?;
         if self.held.trusted() && self.held.generation.load(Ordering::Acquire) == generation {
-            let held = HeldUser { user: user.clone(), epoch: self.held.epochs.fetch_add(1, Ordering::Relaxed) };
+            let held =
+                HeldUser { user: user.clone().map(Arc::new), epoch: self.held.epochs.fetch_add(1, Ordering::Relaxed) };
             self.held.users.insert(key.clone(), Arc::new(held));
         }
         Ok(user)
