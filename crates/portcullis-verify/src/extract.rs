@@ -83,8 +83,8 @@ struct Verified {
 
 async fn authenticate(verifier: &Verifier, headers: &HeaderMap) -> Result<Authenticated, TokenError> {
     let token = bearer_token(headers)?;
-    let claims = verifier.authenticate(token, verifier.now()).await?;
-    Ok(Authenticated { claims: Arc::new(claims) })
+    let claims = verifier.authenticate_shared(token, verifier.now()).await?;
+    Ok(Authenticated { claims })
 }
 
 impl<S> FromRequestParts<S> for Authenticated

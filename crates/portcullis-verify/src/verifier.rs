@@ -348,23 +348,23 @@ impl Verifier {
     /// # Errors
     /// [`TokenError::Invalid`] saying what is wrong (never echoing the token).
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
-        self.verify_inner(token, now).map_err(Into::into)
+        self.verify_inner(token, now).map(Arc::unwrap_or_clone).map_err(Into::into)
     }
 
-    fn verify_inner(&self, token: &str, now: i64) -> Result<Claims, Failure> {
+    fn verify_inner(&self, token: &str, now: i64) -> Result<Arc<Claims>, Failure> {
         // Found only by a hash of the whole token and then compared whole:
         // a token that differs anywhere is verified from scratch. (Its text
         // is compared only against the few entries sharing its randomly
         // seeded hash, so timing says nothing useful about other tokens.)
         if let Some(claims) = self.inner.verified.as_ref().and_then(|v| v.get(token)) {
             claims.validate(now, &self.inner.expect)?;
-            return Ok(Claims::clone(&claims));
+            return Ok(claims);
         }
         let generation = self.inner.key_generation.load(Ordering::Acquire);
-        let claims = self.verify_uncached(token, now)?;
+        let claims = Arc::new(self.verify_uncached(token, now)?);
         if let Some(verified) = &self.inner.verified {
             if self.inner.key_generation.load(Ordering::Acquire) == generation {
-                verified.insert(token.to_owned(), Arc::new(claims.clone()));
+                verified.insert(token.to_owned(), Arc::clone(&claims));
             }
         }
         Ok(claims)
@@ -410,9 +410,15 @@ impl Verifier {
     /// # Errors
     /// As `verify`, or what the check answers.
     pub async fn authenticate(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        self.authenticate_shared(token, now).await.map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Verifier::authenticate`], sharing the claims with the cache of
+    /// verified tokens instead of copying them (the extractor's path).
+    pub(crate) async fn authenticate_shared(&self, token: &str, now: i64) -> Result<Arc<Claims>, TokenError> {
         let claims = match self.verify_inner(token, now) {
             Ok(claims) => claims,
-            Err(Failure::UnknownKey) => self.after_refetch(token, now).await?,
+            Err(Failure::UnknownKey) => Arc::new(self.after_refetch(token, now).await?),
             Err(Failure::Token(e)) => return Err(e),
         };
         if let Some(check) = &self.inner.check {

@@ -81,7 +81,13 @@ fn tokens(c: &mut Criterion) {
         rt.block_on(async {
             let admin = state.store.user_by_key(&UserKey::of("admin")).await.unwrap().unwrap();
             let scopes = Scopes::parse("admin").unwrap();
-            assert!(state.store.create_session(&session, &admin.password_hash, &scopes, "r0", now + 3600, now).await.unwrap());
+            assert!(
+                state
+                    .store
+                    .create_session(&session, &admin.password_hash, &scopes, "r0", now + 3600, now)
+                    .await
+                    .unwrap()
+            );
             while !cache.trusted() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use portcullis::cli::Cli;
 
-
 fn main() -> ExitCode {
     tune_malloc();
     let cli = Cli::parse();

@@ -69,6 +69,8 @@ impl Default for Capacity {
 /// ended" is one removal, not one per session).
 struct HeldUser {
     user: Option<Arc<User>>,
+    /// The user's scopes, shared with every standing answered.
+    scopes: Arc<Scopes>,
     epoch: u64,
 }
 
@@ -77,7 +79,7 @@ struct HeldUser {
 struct HeldSession {
     user_key: UserKey,
     epoch: u64,
-    scope: Option<Scopes>,
+    scope: Option<Arc<Scopes>>,
 }
 
 /// What the cache and the feed task share.
@@ -106,6 +108,12 @@ impl Held {
         self.denied_complete.load(Ordering::Acquire)
             && self.now_ms().saturating_sub(self.alive_ms.load(Ordering::Acquire))
                 <= u64::try_from(STALE_AFTER.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A user read from the database, as held (with a new epoch).
+    fn hold(&self, user: Option<User>) -> HeldUser {
+        let scopes = Arc::new(user.as_ref().map(|u| u.scopes.clone()).unwrap_or_default());
+        HeldUser { user: user.map(Arc::new), scopes, epoch: self.epochs.fetch_add(1, Ordering::Relaxed) }
     }
 
     fn drop_all(&self) {
@@ -223,8 +231,8 @@ impl CachedStore {
             return Ok(held);
         }
         let generation = self.held.generation.load(Ordering::Acquire);
-        let user = self.inner.user_by_key(key).await?.map(Arc::new);
-        let held = Arc::new(HeldUser { user, epoch: self.held.epochs.fetch_add(1, Ordering::Relaxed) });
+        let user = self.inner.user_by_key(key).await?;
+        let held = Arc::new(self.held.hold(user));
         if self.held.generation.load(Ordering::Acquire) == generation {
             self.held.users.insert(key.clone(), held.clone());
         }
@@ -232,14 +240,14 @@ impl CachedStore {
     }
 
     /// The scopes of `sid` while it is a live session of `user`.
-    async fn session(&self, sid: &str, key: &UserKey, user: &HeldUser) -> StoreResult<Option<Scopes>> {
+    async fn session(&self, sid: &str, key: &UserKey, user: &HeldUser) -> StoreResult<Option<Arc<Scopes>>> {
         if let Some(held) = self.held.sessions.get(sid) {
             if held.epoch == user.epoch && held.user_key == *key {
                 return Ok(held.scope.clone());
             }
         }
         let generation = self.held.generation.load(Ordering::Acquire);
-        let scope = self.inner.session_scope(sid, key).await?;
+        let scope = self.inner.session_scope(sid, key).await?.map(Arc::new);
         if self.held.generation.load(Ordering::Acquire) == generation {
             let held = HeldSession { user_key: key.clone(), epoch: user.epoch, scope: scope.clone() };
             self.held.sessions.insert(sid.to_owned(), Arc::new(held));
@@ -268,7 +276,7 @@ impl Store for CachedStore {
         let denied = self.held.denied.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(jti);
         Ok(Some(TokenStanding {
             user_disabled: user.disabled,
-            user_scopes: user.scopes.clone(),
+            user_scopes: held.scopes.clone(),
             session_scope,
             denied,
         }))
@@ -288,9 +296,7 @@ impl Store for CachedStore {
         let generation = self.held.generation.load(Ordering::Acquire);
         let user = self.inner.user_by_key(key).await?;
         if self.held.trusted() && self.held.generation.load(Ordering::Acquire) == generation {
-            let held =
-                HeldUser { user: user.clone().map(Arc::new), epoch: self.held.epochs.fetch_add(1, Ordering::Relaxed) };
-            self.held.users.insert(key.clone(), Arc::new(held));
+            self.held.users.insert(key.clone(), Arc::new(self.held.hold(user.clone())));
         }
         Ok(user)
     }

@@ -73,10 +73,10 @@ pub struct TokenStanding {
     /// The user is disabled.
     pub user_disabled: bool,
     /// The scopes the user holds now.
-    pub user_scopes: Scopes,
+    pub user_scopes: Arc<Scopes>,
     /// The scopes of the token's session, when it names a live session of
     /// this user; `None` when it names none, or one revoked, gone or another's.
-    pub session_scope: Option<Scopes>,
+    pub session_scope: Option<Arc<Scopes>>,
     /// The token's `jti` is on the deny list.
     pub denied: bool,
 }

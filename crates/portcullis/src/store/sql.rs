@@ -347,9 +347,9 @@ impl Store for SqlStore<Db> {
         let session_scope: Option<String> = row.try_get("session_scope")?;
         Ok(Some(TokenStanding {
             user_disabled: row.try_get("disabled")?,
-            user_scopes: Scopes::parse(&scopes).unwrap_or_default(),
+            user_scopes: std::sync::Arc::new(Scopes::parse(&scopes).unwrap_or_default()),
             // Only valid scopes are ever written; an unreadable one grants nothing.
-            session_scope: session_scope.map(|s| Scopes::parse(&s).unwrap_or_default()),
+            session_scope: session_scope.map(|s| std::sync::Arc::new(Scopes::parse(&s).unwrap_or_default())),
             denied: denials > 0,
         }))
     }
