@@ -44,6 +44,18 @@ fn tune_malloc() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
+    // Free memory inside the heaps (not only at their tops) goes back to
+    // the system every few seconds: after a burst, the server shrinks.
+    let trim = std::thread::Builder::new().name("malloc-trim".into()).spawn(|| {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            // SAFETY: malloc_trim is thread-safe and only releases free pages.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+    });
+    drop(trim);
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use portcullis_verify::{Authenticated, TokenError};
 use serde::Deserialize;
 use tracing::instrument;
@@ -18,7 +19,7 @@ use super::shared::{Registration, nullable};
 use crate::auth::password::Verdict;
 use crate::domain::{NewPassword, Scopes, UserKey, parse_email, parse_full_name};
 use crate::error::{ApiError, ApiResult};
-use crate::profile::Profile;
+use crate::profile::{Profile, ProfileView};
 use crate::state::AppState;
 use crate::store::{User, UserPatch};
 
@@ -48,8 +49,9 @@ async fn caller(state: &AppState, user: &Authenticated) -> ApiResult<std::sync::
     )
 )]
 #[instrument(skip_all)]
-pub async fn me(State(state): State<AppState>, user: Authenticated) -> ApiResult<Json<Profile>> {
-    Ok(Json(Profile::from(&*caller(&state, &user).await?)))
+pub async fn me(State(state): State<AppState>, user: Authenticated) -> ApiResult<Response> {
+    let caller = caller(&state, &user).await?;
+    Ok(Json(ProfileView::from(&*caller)).into_response())
 }
 
 /// Same as `/users/me` (a tutorial's route).
@@ -61,7 +63,7 @@ pub async fn me(State(state): State<AppState>, user: Authenticated) -> ApiResult
         (status = 401, description = "Missing, invalid or expired token"),
     )
 )]
-pub async fn current_user(state: State<AppState>, user: Authenticated) -> ApiResult<Json<Profile>> {
+pub async fn current_user(state: State<AppState>, user: Authenticated) -> ApiResult<Response> {
     me(state, user).await
 }
 
@@ -74,7 +76,7 @@ pub async fn current_user(state: State<AppState>, user: Authenticated) -> ApiRes
         (status = 401, description = "Missing, invalid or expired token"),
     )
 )]
-pub async fn me_with_slash(state: State<AppState>, user: Authenticated) -> ApiResult<Json<Profile>> {
+pub async fn me_with_slash(state: State<AppState>, user: Authenticated) -> ApiResult<Response> {
     me(state, user).await
 }
 
