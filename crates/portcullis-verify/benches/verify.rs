@@ -1,5 +1,6 @@
 //! How many access tokens per second one core verifies: HS256 (shared
-//! secret), EdDSA and ES256 (public keys). Signature, header and claims checks;
+//! secret), EdDSA and ES256 (public keys); each from scratch (no verified-
+//! token cache) and as a token presented again (remembered). Signature, header and claims checks;
 //! no I/O. Results: `bench/RESULTS.md`.
 
 use std::hint::black_box;
@@ -28,7 +29,7 @@ fn hs256() -> (Verifier, String) {
     header.typ = Some("at+jwt".into());
     header.kid = Some(key.kid().to_owned());
     let token = jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_secret(secret)).unwrap();
-    let verifier = Verifier::builder(KeySet::new([key])).issuer("http://127.0.0.1:8000").build();
+    let verifier = Verifier::builder(KeySet::new([key])).issuer("http://127.0.0.1:8000").verified_cache(0).build();
     (verifier, token)
 }
 
@@ -40,7 +41,7 @@ fn eddsa() -> (Verifier, String) {
     let token = format!("{input}.{}", B64.encode(pair.sign(input.as_bytes())));
     let public = DecodingKey::from_ed_components(&B64.encode(pair.public_key().as_ref())).unwrap();
     let key = VerifyKey::new("eddsa-bench", Algorithm::EdDSA, public);
-    (Verifier::builder(KeySet::new([key])).issuer("http://127.0.0.1:8000").build(), token)
+    (Verifier::builder(KeySet::new([key])).issuer("http://127.0.0.1:8000").verified_cache(0).build(), token)
 }
 
 fn es256() -> (Verifier, String) {
@@ -54,7 +55,7 @@ fn es256() -> (Verifier, String) {
     let point = pair.public_key().as_ref();
     let public = DecodingKey::from_ec_components(&B64.encode(&point[1..33]), &B64.encode(&point[33..])).unwrap();
     let key = VerifyKey::new("es256-bench", Algorithm::ES256, public);
-    (Verifier::builder(KeySet::new([key])).issuer("http://127.0.0.1:8000").build(), token)
+    (Verifier::builder(KeySet::new([key])).issuer("http://127.0.0.1:8000").verified_cache(0).build(), token)
 }
 
 fn verification(c: &mut Criterion) {
@@ -63,6 +64,10 @@ fn verification(c: &mut Criterion) {
     for (name, (verifier, token)) in [("HS256", hs256()), ("EdDSA", eddsa()), ("ES256", es256())] {
         assert!(verifier.verify(&token, NOW + 1).is_ok(), "{name} token verifies");
         group.bench_function(name, |b| b.iter(|| verifier.verify(black_box(&token), NOW + 1).unwrap()));
+        let remembered = Verifier::builder(verifier.keys().as_ref().clone()).issuer("http://127.0.0.1:8000").build();
+        group.bench_function(format!("{name} remembered"), |b| {
+            b.iter(|| remembered.verify(black_box(&token), NOW + 1).unwrap())
+        });
     }
     group.finish();
 }

@@ -2,18 +2,55 @@
 //! users and sessions, and that it stays bounded: a real SQLite file with
 //! 100,000 users and 1,000,000 live sessions, every session's token checked
 //! once (so the cache sees 1M distinct sessions), then all of them again.
-//! Prints the resident memory of this process before and after, and what
-//! the cache holds. Results: `bench/RESULTS.md`.
+//! Prints the heap this process holds (counted by its allocator) and its
+//! resident memory before and after, and what the cache holds. Results:
+//! `bench/RESULTS.md`.
 //!
 //!     cargo bench -p portcullis --bench cache_memory
 //!     CACHE_BENCH_USERS=10000 CACHE_BENCH_SESSIONS=100000 cargo bench …  (smaller)
 
+#![allow(unsafe_code)] // the counting allocator below
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 use portcullis::clock::Clock;
 use portcullis::domain::UserKey;
 use portcullis::store::cached::{CachedStore, Capacity};
 use portcullis::store::{self, SharedStore};
+
+/// The system allocator, counting the bytes it has handed out and not yet
+/// been given back: the heap in use, whatever the allocator keeps besides.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded to `System` unchanged; only a counter is
+// updated besides.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn heap_mib() -> f64 {
+    LIVE.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+}
 
 fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -56,7 +93,7 @@ async fn run(users: usize, sessions: usize) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let store: SharedStore = cache.clone();
-    let before = rss_mib();
+    let (before, heap_before) = (rss_mib(), heap_mib());
     for round in 1..=2 {
         let started = Instant::now();
         for i in 0..sessions {
@@ -65,12 +102,14 @@ async fn run(users: usize, sessions: usize) {
             assert!(standing.is_some_and(|s| s.session_scope.is_some()), "session {i} stands");
         }
         let (held_users, held_sessions) = cache.len();
+        let heap = heap_mib() - heap_before;
         println!(
             "round {round}: {sessions} checks in {:.1?}; held {held_users} users (cap {}), {held_sessions} sessions (cap {}); \
-             RSS {:.1} MiB, {:.1} MiB more than before the checks",
+             heap +{heap:.1} MiB ({:.0} bytes an entry); RSS {:.1} MiB (+{:.1} MiB)",
             started.elapsed(),
             capacity.users,
             capacity.sessions,
+            heap * 1024.0 * 1024.0 / (held_users + held_sessions) as f64,
             rss_mib(),
             rss_mib() - before,
         );

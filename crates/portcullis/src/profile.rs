@@ -21,34 +21,6 @@ pub struct Profile {
     pub scopes: Vec<String>,
 }
 
-/// [`Profile`]'s JSON written straight from a stored user, copying
-/// nothing: what `GET /users/me` (a hot path) sends.
-#[derive(Debug, Serialize)]
-pub struct ProfileView<'a> {
-    username: &'a str,
-    email: Option<&'a str>,
-    full_name: Option<&'a str>,
-    disabled: bool,
-    #[serde(serialize_with = "scope_list")]
-    scopes: &'a crate::domain::Scopes,
-}
-
-fn scope_list<S: serde::Serializer>(scopes: &&crate::domain::Scopes, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_seq(scopes.iter())
-}
-
-impl<'a> From<&'a User> for ProfileView<'a> {
-    fn from(user: &'a User) -> Self {
-        ProfileView {
-            username: user.username.as_str(),
-            email: user.email.as_deref(),
-            full_name: user.full_name.as_deref(),
-            disabled: user.disabled,
-            scopes: &user.scopes,
-        }
-    }
-}
-
 impl From<&User> for Profile {
     fn from(user: &User) -> Self {
         Profile {

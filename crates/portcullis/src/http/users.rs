@@ -19,9 +19,9 @@ use super::shared::{Registration, nullable};
 use crate::auth::password::Verdict;
 use crate::domain::{NewPassword, Scopes, UserKey, parse_email, parse_full_name};
 use crate::error::{ApiError, ApiResult};
-use crate::profile::{Profile, ProfileView};
+use crate::profile::Profile;
 use crate::state::AppState;
-use crate::store::{User, UserPatch};
+use crate::store::UserPatch;
 
 /// The account routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -33,7 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(register))
 }
 
-async fn caller(state: &AppState, user: &Authenticated) -> ApiResult<std::sync::Arc<User>> {
+async fn caller(state: &AppState, user: &Authenticated) -> ApiResult<std::sync::Arc<Profile>> {
     let found = state.store.profile(&UserKey::of(user.subject())).await?;
     // The token check passed a moment ago; the user may have been deleted since.
     found.ok_or_else(|| ApiError::Token(TokenError::invalid("user no longer exists")))
@@ -50,8 +50,8 @@ async fn caller(state: &AppState, user: &Authenticated) -> ApiResult<std::sync::
 )]
 #[instrument(skip_all)]
 pub async fn me(State(state): State<AppState>, user: Authenticated) -> ApiResult<Response> {
-    let caller = caller(&state, &user).await?;
-    Ok(Json(ProfileView::from(&*caller)).into_response())
+    let profile = caller(&state, &user).await?;
+    Ok(Json(&*profile).into_response())
 }
 
 /// Same as `/users/me` (a tutorial's route).

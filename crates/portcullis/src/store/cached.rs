@@ -42,6 +42,7 @@ use super::{
 };
 use crate::clock::{Clock, UnixTime};
 use crate::domain::{Scopes, StoredHash, UserKey, Username};
+use crate::profile::Profile;
 
 /// How long past the feed's last sign of life what is held is trusted.
 pub const STALE_AFTER: Duration = Duration::from_secs(5);
@@ -68,8 +69,12 @@ impl Default for Capacity {
 /// under another epoch are read again (so "all sessions of this user
 /// ended" is one removal, not one per session).
 struct HeldUser {
-    user: Option<Arc<User>>,
-    /// The user's scopes, shared with every standing answered.
+    /// What `/users/me` returns; `None`: no such user. (Not the password
+    /// hash: nothing answered from here needs it.)
+    profile: Option<Arc<Profile>>,
+    disabled: bool,
+    /// The user's scopes, shared with every standing answered and with
+    /// sessions granted the same.
     scopes: Arc<Scopes>,
     epoch: u64,
 }
@@ -111,9 +116,13 @@ impl Held {
     }
 
     /// A user read from the database, as held (with a new epoch).
-    fn hold(&self, user: Option<User>) -> HeldUser {
-        let scopes = Arc::new(user.as_ref().map(|u| u.scopes.clone()).unwrap_or_default());
-        HeldUser { user: user.map(Arc::new), scopes, epoch: self.epochs.fetch_add(1, Ordering::Relaxed) }
+    fn hold(&self, user: Option<&User>) -> HeldUser {
+        HeldUser {
+            profile: user.map(|u| Arc::new(Profile::from(u))),
+            disabled: user.is_some_and(|u| u.disabled),
+            scopes: Arc::new(user.map(|u| u.scopes.clone()).unwrap_or_default()),
+            epoch: self.epochs.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     fn drop_all(&self) {
@@ -232,7 +241,7 @@ impl CachedStore {
         }
         let generation = self.held.generation.load(Ordering::Acquire);
         let user = self.inner.user_by_key(key).await?;
-        let held = Arc::new(self.held.hold(user));
+        let held = Arc::new(self.held.hold(user.as_ref()));
         if self.held.generation.load(Ordering::Acquire) == generation {
             self.held.users.insert(key.clone(), held.clone());
         }
@@ -247,7 +256,10 @@ impl CachedStore {
             }
         }
         let generation = self.held.generation.load(Ordering::Acquire);
-        let scope = self.inner.session_scope(sid, key).await?.map(Arc::new);
+        // Most sessions are granted all their user's scopes: share that set.
+        let scope = self.inner.session_scope(sid, key).await?.map(|s| {
+            if s == *user.scopes { Arc::clone(&user.scopes) } else { Arc::new(s) }
+        });
         if self.held.generation.load(Ordering::Acquire) == generation {
             let held = HeldSession { user_key: key.clone(), epoch: user.epoch, scope: scope.clone() };
             self.held.sessions.insert(sid.to_owned(), Arc::new(held));
@@ -268,25 +280,27 @@ impl Store for CachedStore {
             return self.inner.token_standing(user_key, sid, jti).await;
         }
         let held = self.user(user_key).await?;
-        let Some(user) = &held.user else { return Ok(None) };
+        if held.profile.is_none() {
+            return Ok(None);
+        }
         let session_scope = match sid {
             Some(sid) => self.session(sid, user_key, &held).await?,
             None => None,
         };
         let denied = self.held.denied.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(jti);
         Ok(Some(TokenStanding {
-            user_disabled: user.disabled,
+            user_disabled: held.disabled,
             user_scopes: held.scopes.clone(),
             session_scope,
             denied,
         }))
     }
 
-    async fn profile(&self, key: &UserKey) -> StoreResult<Option<Arc<User>>> {
+    async fn profile(&self, key: &UserKey) -> StoreResult<Option<Arc<Profile>>> {
         if !self.held.trusted() {
-            return Ok(self.inner.user_by_key(key).await?.map(Arc::new));
+            return self.inner.profile(key).await;
         }
-        Ok(self.user(key).await?.user.clone())
+        Ok(self.user(key).await?.profile.clone())
     }
 
     /// Logins, admin reads and writes: from the database, and what is read
@@ -296,7 +310,7 @@ impl Store for CachedStore {
         let generation = self.held.generation.load(Ordering::Acquire);
         let user = self.inner.user_by_key(key).await?;
         if self.held.trusted() && self.held.generation.load(Ordering::Acquire) == generation {
-            self.held.users.insert(key.clone(), Arc::new(self.held.hold(user.clone())));
+            self.held.users.insert(key.clone(), Arc::new(self.held.hold(user.as_ref())));
         }
         Ok(user)
     }

@@ -189,8 +189,8 @@ pub trait Store: Send + Sync + 'static {
     /// The user with this key for a request already authenticated (the
     /// profile `/users/me` returns): from memory when the store holds it
     /// ([`cached`]), as current as a token check.
-    async fn profile(&self, key: &UserKey) -> StoreResult<Option<Arc<User>>> {
-        Ok(self.user_by_key(key).await?.map(Arc::new))
+    async fn profile(&self, key: &UserKey) -> StoreResult<Option<Arc<crate::profile::Profile>>> {
+        Ok(self.user_by_key(key).await?.map(|u| Arc::new(crate::profile::Profile::from(&u))))
     }
 
     /// Up to `limit` users whose key sorts after `after`, in key order.
