@@ -43,6 +43,7 @@ fn config(dir: &std::path::Path, algorithm: KeyAlgorithm) -> ServeConfig {
         hash_threads: 1,
         hash_queue: 4,
         connections: Default::default(),
+        cache: Default::default(),
         tls: None,
     }
 }

@@ -41,6 +41,8 @@ pub struct FileConfig {
     database_pool_size: Option<u32>,
     database_timeout: Option<String>,
     max_connections: Option<usize>,
+    cache_users: Option<usize>,
+    cache_sessions: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     #[serde(default, deserialize_with = "string_or_list")]
@@ -182,6 +184,8 @@ pub struct ServeConfig {
     pub hash_queue: usize,
     /// Connection timeouts and bound.
     pub connections: ConnectionLimits,
+    /// How much the standing cache holds.
+    pub cache: crate::store::cached::Capacity,
     /// Certificate and key to serve HTTPS with.
     pub tls: Option<crate::tls::TlsFiles>,
 }
@@ -257,6 +261,18 @@ impl ServeConfig {
             }
             connections.max_connections = max;
         }
+        let mut cache = crate::store::cached::Capacity::default();
+        for (name, flag, file, slot) in [
+            ("cache_users", args.cache_users, file.cache_users, &mut cache.users),
+            ("cache_sessions", args.cache_sessions, file.cache_sessions, &mut cache.sessions),
+        ] {
+            if let Some(n) = flag.or(file) {
+                if n == 0 {
+                    bail!("{name} must be at least 1");
+                }
+                *slot = n;
+            }
+        }
         let audience = if args.audience.is_empty() { file.audience.clone().unwrap_or_default() } else { args.audience };
         let issuer = args.issuer.or(file.issuer.clone()).map(|i| i.trim_end_matches('/').to_owned());
         Ok(ServeConfig {
@@ -279,6 +295,7 @@ impl ServeConfig {
             hash_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             hash_queue: 256,
             connections,
+            cache,
             tls,
         })
     }
@@ -346,6 +363,8 @@ mod tests {
             database_pool_size: None,
             database_timeout: None,
             max_connections: None,
+            cache_users: None,
+            cache_sessions: None,
             tls_cert: None,
             tls_key: None,
             algorithm: None,

@@ -18,7 +18,7 @@ use crate::domain::{NewPassword, Scopes, Username};
 use crate::listen::ConnectionLimits;
 use crate::metrics::Metrics;
 use crate::state::{AppState, Settings};
-use crate::store::cached::{CachedStore, Capacity};
+use crate::store::cached::CachedStore;
 use crate::store::{self, NewUser, SharedStore};
 use crate::tls::TlsFiles;
 
@@ -53,7 +53,7 @@ impl Server {
             .await
             .with_context(|| format!("opening database {}", redact_url(&deployment.database_url)))?;
         // Token checks from memory once `run` follows the change feed.
-        let cache = Arc::new(CachedStore::new(store, Capacity::default()));
+        let cache = Arc::new(CachedStore::new(store, config.cache));
         let store: SharedStore = cache.clone();
         let metrics = Metrics::new();
         let hasher = HashPool::start(config.hash_threads, config.hash_queue)

@@ -257,9 +257,11 @@ impl CachedStore {
         }
         let generation = self.held.generation.load(Ordering::Acquire);
         // Most sessions are granted all their user's scopes: share that set.
-        let scope = self.inner.session_scope(sid, key).await?.map(|s| {
-            if s == *user.scopes { Arc::clone(&user.scopes) } else { Arc::new(s) }
-        });
+        let scope = self
+            .inner
+            .session_scope(sid, key)
+            .await?
+            .map(|s| if s == *user.scopes { Arc::clone(&user.scopes) } else { Arc::new(s) });
         if self.held.generation.load(Ordering::Acquire) == generation {
             let held = HeldSession { user_key: key.clone(), epoch: user.epoch, scope: scope.clone() };
             self.held.sessions.insert(sid.to_owned(), Arc::new(held));

@@ -238,3 +238,31 @@ async fn a_sqlite_server_that_cannot_read_its_feed_fails_closed() {
     }
     until_trusted(&app).await;
 }
+
+/// Caches far smaller than the working set: entries are evicted all the
+/// time, and every answer is still right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_cache_evicts_and_still_answers_right() {
+    let app = spawn_with(|c| c.cache = portcullis::store::cached::Capacity { users: 1, sessions: 1 }).await;
+    until_trusted(&app).await;
+    app.add_user("wes", "wess-password-1", "me").await;
+    app.add_user("xia", "xias-password-1", "me").await;
+    let wes = token_with(&app, "wes", "wess-password-1", "me").await;
+    let xia = token_with(&app, "xia", "xias-password-1", "me").await;
+    let xia2 = token_with(&app, "xia", "xias-password-1", "me").await;
+    for _ in 0..3 {
+        for token in [&wes, &xia, &xia2] {
+            assert_eq!(me(&app.url, token).await, 200);
+        }
+    }
+    let profile: Value = app.me(&xia).await.json().await.unwrap();
+    assert_eq!(profile["username"], "xia");
+    assert_eq!(app.post_form("/token/revoke", &format!("token={xia}")).await.status(), 200);
+    for _ in 0..3 {
+        assert_eq!(me(&app.url, &wes).await, 200);
+        assert_eq!(me(&app.url, &xia).await, 401);
+        assert_eq!(me(&app.url, &xia2).await, 200);
+    }
+    let (users, sessions) = app.cache.len();
+    assert!(users <= 1 && sessions <= 1, "held {users} users and {sessions} sessions");
+}

@@ -98,6 +98,7 @@ pub fn test_config(database_url: String) -> ServeConfig {
         hash_threads: 2,
         hash_queue: 64,
         connections: Default::default(),
+        cache: Default::default(),
         tls: None,
     }
 }
