@@ -187,7 +187,8 @@ def plot(samples, flood, path, title):
     fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
     t = [s[0] for s in samples]
     ms = [s[1] for s in samples]
-    ax.plot(t, ms, ".", markersize=2, color="#1f77b4", label="GET /users/me latency (one request at a time)")
+    ax.plot(t, ms, ".", markersize=2, color="#1f77b4",
+            label="GET /users/me latency, one request at a time (wrk -c16 /users/me runs alongside until the flood ends)")
     ax.axvspan(flood[0], flood[1], color="#d62728", alpha=0.12, label="login flood (8 connections, argon2id)")
     for x, name in zip(flood, ("flood starts", "flood ends")):
         ax.axvline(x, color="#d62728", linewidth=1)
@@ -296,6 +297,9 @@ def main():
     outside = [s[1] for s in sampler.samples if s[0] < flood_start]
     if inside and outside:
         print(f"   sampler (one request at a time): p99 {p99(outside):.2f} ms before the flood, {p99(inside):.2f} ms during it", flush=True)
+    with open(os.path.join(out_dir, "latency-samples.csv"), "w") as f:
+        f.write(f"# flood from {flood_start:.3f} s to {flood_end:.3f} s\nseconds,latency_ms,ok\n")
+        f.writelines(f"{t:.4f},{ms:.3f},{int(ok)}\n" for t, ms, ok in sampler.samples)
     picture = os.path.join(out_dir, "latency-during-login-flood.png")
     plot(sampler.samples, (flood_start, flood_end), picture,
          f"/users/me latency before, during and after a login flood ({time.strftime('%Y-%m-%d')}, {CORES} cores)")

@@ -192,13 +192,12 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
 
-    /// Most users whose standing token checks hold in memory (about 0.5 KiB
-    /// each) [default: 100000].
+    /// Most users whose standing token checks hold in memory (an entry is
+    /// about 0.4 KiB) [default: 50000].
     #[arg(long, env = "PORTCULLIS_CACHE_USERS", value_name = "N")]
     pub cache_users: Option<usize>,
 
-    /// Most sessions token checks hold in memory (about 0.2 KiB each)
-    /// [default: 250000].
+    /// Most sessions token checks hold in memory [default: 250000].
     #[arg(long, env = "PORTCULLIS_CACHE_SESSIONS", value_name = "N")]
     pub cache_sessions: Option<usize>,
 

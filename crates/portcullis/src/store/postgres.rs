@@ -66,6 +66,17 @@ pub async fn open(url: &str, pool: &PoolSettings) -> StoreResult<PgStore> {
 /// (re)connection reports `lost`, since notifications sent while nobody
 /// listened are gone.
 pub(super) async fn watch(pool: PgPool, sink: Arc<dyn ChangeSink>) {
+    // Connections of the feed's own (one listens, one pings), so a pool
+    // busy with logins never delays a heartbeat into a false alarm, nor
+    // takes the listener's connection back.
+    let options = (*pool.connect_options()).clone();
+    drop(pool);
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(HEARTBEAT)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_lazy_with(options);
     let ping = format!("ping:{:016x}", rand::random::<u64>());
     let pinger = tokio::spawn({
         let (pool, ping) = (pool.clone(), ping.clone());
