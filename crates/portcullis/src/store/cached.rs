@@ -1,6 +1,6 @@
 //! Token checks from memory: a [`Store`] in front of the database that
 //! answers `token_standing` and `profile` (what every protected request
-//! asks) from what it holds, kept current by the change feed ([`feed`]).
+//! asks) from what it holds, kept current by the change feed ([`super::feed`]).
 //!
 //! What is held, and its bounds:
 //! - users (profile, scopes, disabled, or "no such user"), at most
