@@ -365,6 +365,11 @@ impl Verifier {
         if let Some(verified) = &self.inner.verified {
             if self.inner.key_generation.load(Ordering::Acquire) == generation {
                 verified.insert(token.to_owned(), Arc::clone(&claims));
+                // `set_keys` bumps the generation before it clears: either
+                // this sees the bump, or the clear comes after the insert.
+                if self.inner.key_generation.load(Ordering::Acquire) != generation {
+                    verified.remove(token);
+                }
             }
         }
         Ok(claims)

@@ -28,7 +28,7 @@
 //!   the safety net for a change the feed lost without noticing.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -98,8 +98,13 @@ struct Held {
     epochs: AtomicU64,
     /// Milliseconds from `started` to the feed's last sign of life.
     alive_ms: AtomicU64,
-    /// The deny list holds every denial committed before the last loss.
-    denied_complete: AtomicBool,
+    /// Losses so far (see `lost`); starts at 1, so nothing is trusted
+    /// before the deny list is first read.
+    losses: AtomicU64,
+    /// The value of `losses` when the last complete deny-list read began:
+    /// the list holds every denial committed before that loss only while
+    /// the two are equal (a loss during a read makes it read again).
+    denied_read_at: AtomicU64,
     /// Woken when a loss needs the deny list reread.
     reload: tokio::sync::Notify,
     started: Instant,
@@ -111,7 +116,7 @@ impl Held {
     }
 
     fn trusted(&self) -> bool {
-        self.denied_complete.load(Ordering::Acquire)
+        self.denied_read_at.load(Ordering::Acquire) == self.losses.load(Ordering::Acquire)
             && self.now_ms().saturating_sub(self.alive_ms.load(Ordering::Acquire))
                 <= u64::try_from(STALE_AFTER.as_millis()).unwrap_or(u64::MAX)
     }
@@ -123,6 +128,19 @@ impl Held {
             disabled: user.is_some_and(|u| u.disabled),
             scopes: Arc::new(user.map(|u| u.scopes.clone()).unwrap_or_default()),
             epoch: self.epochs.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Keeps a user read under `generation`, unless a change came in since.
+    /// Changes bump the generation before they remove: so either the check
+    /// after the insert sees the bump, or their removal comes after it.
+    fn keep_user(&self, key: &UserKey, held: Arc<HeldUser>, generation: u64) {
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        self.users.insert(key.clone(), held);
+        if self.generation.load(Ordering::Acquire) != generation {
+            self.users.remove(key);
         }
     }
 
@@ -151,7 +169,7 @@ impl ChangeSink for Held {
     }
 
     fn lost(&self) {
-        self.denied_complete.store(false, Ordering::Release);
+        self.losses.fetch_add(1, Ordering::AcqRel);
         self.drop_all();
         self.reload.notify_one();
     }
@@ -177,7 +195,8 @@ impl CachedStore {
             generation: AtomicU64::new(0),
             epochs: AtomicU64::new(0),
             alive_ms: AtomicU64::new(0),
-            denied_complete: AtomicBool::new(false),
+            losses: AtomicU64::new(1),
+            denied_read_at: AtomicU64::new(0),
             reload: tokio::sync::Notify::new(),
             started: Instant::now(),
         };
@@ -201,11 +220,16 @@ impl CachedStore {
                     }
                     // Denials are final until expiry: adding what the
                     // database holds to what arrived meanwhile loses none.
-                    while !held.denied_complete.load(Ordering::Acquire) {
+                    // A loss while reading makes the read start over.
+                    loop {
+                        let loss = held.losses.load(Ordering::Acquire);
+                        if held.denied_read_at.load(Ordering::Acquire) == loss {
+                            break;
+                        }
                         match inner.denied_tokens(clock.now()).await {
                             Ok(rows) => {
                                 held.denied.write().unwrap_or_else(std::sync::PoisonError::into_inner).extend(rows);
-                                held.denied_complete.store(true, Ordering::Release);
+                                held.denied_read_at.fetch_max(loss, Ordering::AcqRel);
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "cannot read the deny list; retrying");
@@ -243,9 +267,7 @@ impl CachedStore {
         let generation = self.held.generation.load(Ordering::Acquire);
         let user = self.inner.user_by_key(key).await?;
         let held = Arc::new(self.held.hold(user.as_ref()));
-        if self.held.generation.load(Ordering::Acquire) == generation {
-            self.held.users.insert(key.clone(), held.clone());
-        }
+        self.held.keep_user(key, held.clone(), generation);
         Ok(held)
     }
 
@@ -266,6 +288,11 @@ impl CachedStore {
         if self.held.generation.load(Ordering::Acquire) == generation {
             let held = HeldSession { user_key: key.clone(), epoch: user.epoch, scope: scope.clone() };
             self.held.sessions.insert(sid.to_owned(), Arc::new(held));
+            // A change that bumped the generation after the check above
+            // removes after this insert, or is seen here.
+            if self.held.generation.load(Ordering::Acquire) != generation {
+                self.held.sessions.remove(sid);
+            }
         }
         Ok(scope)
     }
@@ -312,8 +339,8 @@ impl Store for CachedStore {
     async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<User>> {
         let generation = self.held.generation.load(Ordering::Acquire);
         let user = self.inner.user_by_key(key).await?;
-        if self.held.trusted() && self.held.generation.load(Ordering::Acquire) == generation {
-            self.held.users.insert(key.clone(), Arc::new(self.held.hold(user.as_ref())));
+        if self.held.trusted() {
+            self.held.keep_user(key, Arc::new(self.held.hold(user.as_ref())), generation);
         }
         Ok(user)
     }

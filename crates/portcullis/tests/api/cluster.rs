@@ -309,6 +309,13 @@ async fn when_the_database_goes_away_requests_get_503_and_recover_without_restar
     let token = app.access_token("admin", ADMIN_PASSWORD).await;
     assert_eq!(app.get("/readyz", None).await.status(), 200);
 
+    // The change feed is up (so checks are answered from memory), and this
+    // token's standing is held.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !app.cache.trusted() {
+        assert!(std::time::Instant::now() < deadline, "the change feed never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(app.me(&token).await.status(), 200);
 
     proxy.cut();
