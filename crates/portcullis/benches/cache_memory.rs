@@ -72,8 +72,11 @@ fn main() {
     if std::env::args().skip(1).any(|a| !a.starts_with("--") && a != "cache_memory") {
         return;
     }
-    let users = count("CACHE_BENCH_USERS", 100_000);
-    let sessions = count("CACHE_BENCH_SESSIONS", 1_000_000);
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
+    // too, without it: then a small run, as a smoke test.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let users = count("CACHE_BENCH_USERS", if benching { 100_000 } else { 100 });
+    let sessions = count("CACHE_BENCH_SESSIONS", if benching { 1_000_000 } else { 1_000 });
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(run(users, sessions));
 }
