@@ -253,11 +253,6 @@ impl CachedStore {
         (self.held.users.len(), self.held.sessions.len())
     }
 
-    /// Whether nothing is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == (0, 0)
-    }
-
     /// The user `key`, held or read (and held, unless a change came in
     /// while reading).
     async fn user(&self, key: &UserKey) -> StoreResult<Arc<HeldUser>> {

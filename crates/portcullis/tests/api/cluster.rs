@@ -311,11 +311,7 @@ async fn when_the_database_goes_away_requests_get_503_and_recover_without_restar
 
     // The change feed is up (so checks are answered from memory), and this
     // token's standing is held.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !app.cache.trusted() {
-        assert!(std::time::Instant::now() < deadline, "the change feed never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.until_trusted().await;
     assert_eq!(app.me(&token).await.status(), 200);
 
     proxy.cut();
@@ -324,20 +320,7 @@ async fn when_the_database_goes_away_requests_get_503_and_recover_without_restar
     // Token checks are answered from memory, with no database round trip,
     // until the feed has been silent for STALE_AFTER; then they fail
     // closed. Everything else that needs the database fails at once.
-    let mut served_from_memory = 0;
-    let closed_after = loop {
-        let protected = app.me(&token).await;
-        if protected.status() == 503 {
-            assert!(protected.headers().contains_key("retry-after"));
-            let body: Value = protected.json().await.unwrap();
-            assert!(body["detail"].is_string());
-            break cut.elapsed();
-        }
-        assert_eq!(protected.status(), 200);
-        served_from_memory += 1;
-        assert!(cut.elapsed() < STALE_AFTER + Duration::from_secs(2), "an old answer is not served for long");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (served_from_memory, closed_after) = app.checks_from_memory_until_closed(&token, cut).await;
     assert!(served_from_memory > 0, "the cached standing answered while the database was away");
     assert!(closed_after >= STALE_AFTER - Duration::from_millis(1500), "closed after {closed_after:?}");
     for _ in 0..3 {

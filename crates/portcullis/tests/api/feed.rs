@@ -15,15 +15,6 @@ use crate::helpers::{
     spawn_with, within_propagation,
 };
 
-/// Waits until the server answers token checks from memory.
-async fn until_trusted(app: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !app.cache.trusted() {
-        assert!(Instant::now() < deadline, "the change feed never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn token_with(app: &TestApp, user: &str, password: &str, scope: &str) -> String {
     let response = app.post_form("/token", &format!("username={user}&password={password}&scope={scope}")).await;
     assert_eq!(response.status(), 200);
@@ -39,7 +30,7 @@ async fn me(url: &str, token: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_through_this_instance_hold_at_once() {
     let app = spawn_app().await;
-    until_trusted(&app).await;
+    app.until_trusted().await;
     app.add_user("uma", "umas-password-1", "items me").await;
     let admin = app.access_token("admin", ADMIN_PASSWORD).await;
     let url = app.url.clone();
@@ -198,7 +189,7 @@ async fn a_sqlite_server_that_cannot_read_its_feed_fails_closed() {
         c.pool.acquire_timeout = Duration::from_secs(1);
     })
     .await;
-    until_trusted(&app).await;
+    app.until_trusted().await;
     let token = app.access_token("admin", ADMIN_PASSWORD).await;
     assert_eq!(me(&app.url, &token).await, 200);
 
@@ -209,18 +200,7 @@ async fn a_sqlite_server_that_cannot_read_its_feed_fails_closed() {
         .unwrap();
     let broken = Instant::now();
 
-    let mut from_memory = 0;
-    let closed_after = loop {
-        let response = app.me(&token).await;
-        if response.status() == 503 {
-            assert!(response.headers().contains_key("retry-after"));
-            break broken.elapsed();
-        }
-        assert_eq!(response.status(), 200);
-        from_memory += 1;
-        assert!(broken.elapsed() < STALE_AFTER + Duration::from_secs(2), "an old answer is not served for long");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (from_memory, closed_after) = app.checks_from_memory_until_closed(&token, broken).await;
     assert!(from_memory > 0, "answered from memory while the tables were gone");
     assert!(closed_after >= STALE_AFTER - Duration::from_millis(500), "closed after {closed_after:?}");
     assert!(!app.cache.trusted());
@@ -236,7 +216,7 @@ async fn a_sqlite_server_that_cannot_read_its_feed_fails_closed() {
         assert!(Instant::now() < deadline, "recovers once the tables are back");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    until_trusted(&app).await;
+    app.until_trusted().await;
 }
 
 /// Caches far smaller than the working set: entries are evicted all the
@@ -244,7 +224,7 @@ async fn a_sqlite_server_that_cannot_read_its_feed_fails_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tiny_cache_evicts_and_still_answers_right() {
     let app = spawn_with(|c| c.cache = portcullis::store::cached::Capacity { users: 1, sessions: 1 }).await;
-    until_trusted(&app).await;
+    app.until_trusted().await;
     app.add_user("wes", "wess-password-1", "me").await;
     app.add_user("xia", "xias-password-1", "me").await;
     let wes = token_with(&app, "wes", "wess-password-1", "me").await;

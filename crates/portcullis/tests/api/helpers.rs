@@ -250,6 +250,39 @@ impl TestApp {
         self.state.store.update_user(&UserKey::of(name), &patch, 0).await.unwrap().expect("user exists");
     }
 
+    /// Waits until the server answers token checks from memory (its change
+    /// feed is up).
+    pub async fn until_trusted(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !self.cache.trusted() {
+            assert!(std::time::Instant::now() < deadline, "the change feed never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// After the database or the feed was taken away at `since`: asks
+    /// `/users/me` with `token` until it fails closed (`503` with
+    /// `Retry-After` and a `detail`), each earlier answer a `200` from
+    /// memory and none later than `STALE_AFTER` plus 2 s. Returns how many
+    /// were answered from memory, and when it closed.
+    pub async fn checks_from_memory_until_closed(&self, token: &str, since: std::time::Instant) -> (u32, Duration) {
+        use portcullis::store::cached::STALE_AFTER;
+        let mut from_memory = 0;
+        loop {
+            let response = self.me(token).await;
+            if response.status() == 503 {
+                assert!(response.headers().contains_key("retry-after"));
+                let body: Value = response.json().await.unwrap();
+                assert!(body["detail"].is_string());
+                return (from_memory, since.elapsed());
+            }
+            assert_eq!(response.status(), 200);
+            from_memory += 1;
+            assert!(since.elapsed() < STALE_AFTER + Duration::from_secs(2), "an old answer is not served for long");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Signs arbitrary claims with `key`, as an attacker (or a test) would.
     pub fn forge(&self, header: &Header, claims: &Value, key: &[u8]) -> String {
         let token = jsonwebtoken::encode(header, claims, &EncodingKey::from_secret(key)).unwrap();
