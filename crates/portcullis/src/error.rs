@@ -25,6 +25,12 @@ pub enum OAuthCode {
     InvalidScope,
     /// Throttled: retry later.
     TemporarilyUnavailable,
+    /// Client authentication failed (RFC 6749 §5.2).
+    InvalidClient,
+    /// The client may not do this (e.g. introspect without scope `introspect`).
+    UnauthorizedClient,
+    /// An audience the server will not issue a token for (RFC 8693 §2.2.2).
+    InvalidTarget,
 }
 
 impl OAuthCode {
@@ -35,6 +41,9 @@ impl OAuthCode {
             OAuthCode::UnsupportedGrantType => "unsupported_grant_type",
             OAuthCode::InvalidScope => "invalid_scope",
             OAuthCode::TemporarilyUnavailable => "temporarily_unavailable",
+            OAuthCode::InvalidClient => "invalid_client",
+            OAuthCode::UnauthorizedClient => "unauthorized_client",
+            OAuthCode::InvalidTarget => "invalid_target",
         }
     }
 }
@@ -98,6 +107,11 @@ impl ApiError {
         ApiError::OAuth { status, code, description: description.into() }
     }
 
+    /// Client authentication failed: `401 invalid_client`.
+    pub fn invalid_client(description: impl Into<String>) -> Self {
+        ApiError::oauth(StatusCode::UNAUTHORIZED, OAuthCode::InvalidClient, description)
+    }
+
     /// An `invalid_request` from the token endpoint.
     pub fn invalid_request(description: impl Into<String>) -> Self {
         ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidRequest, description)
@@ -127,7 +141,9 @@ impl From<StoreError> for ApiError {
             ),
             // `409` like a taken name: the name is fine on its own, another
             // user's stands in its way. That user is not named.
-            StoreError::Confusable => ApiError::Conflict("username looks like an existing user's name".into()),
+            StoreError::Confusable => {
+                ApiError::Conflict("username looks like an existing user's or client's name".into())
+            }
             e => ApiError::Database(e),
         }
     }
@@ -155,7 +171,10 @@ impl IntoResponse for ApiError {
                 let mut response = (status, Json(body)).into_response();
                 let headers = response.headers_mut();
                 headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                if status == StatusCode::UNAUTHORIZED {
+                if code == OAuthCode::InvalidClient {
+                    // RFC 6749 §5.2: the scheme the client may authenticate with.
+                    headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+                } else if status == StatusCode::UNAUTHORIZED {
                     headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 }
                 response

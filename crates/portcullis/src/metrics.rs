@@ -105,17 +105,23 @@ pub enum Grant {
     Password,
     /// `grant_type=refresh_token`.
     RefreshToken,
+    /// `grant_type=client_credentials`.
+    ClientCredentials,
+    /// RFC 8693 token exchange.
+    TokenExchange,
 }
 
 impl Grant {
     /// Every grant.
-    pub const ALL: [Grant; 2] = [Grant::Password, Grant::RefreshToken];
+    pub const ALL: [Grant; 4] = [Grant::Password, Grant::RefreshToken, Grant::ClientCredentials, Grant::TokenExchange];
 
     /// The label value (the `grant_type` itself).
     pub fn as_str(self) -> &'static str {
         match self {
             Grant::Password => "password",
             Grant::RefreshToken => "refresh_token",
+            Grant::ClientCredentials => "client_credentials",
+            Grant::TokenExchange => "token_exchange",
         }
     }
 }

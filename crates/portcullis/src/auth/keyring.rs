@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::secret_key::Secrets;
 use super::signing::{self, KeyAlgorithm, NewKey, SigningKey};
 use super::standing::StillStanding;
-use super::tokens::{AccessToken, TokenSettings};
+use super::tokens::{AccessToken, Issue, TokenSettings};
 use crate::clock::{Clock, UnixTime};
 use crate::domain::Scopes;
 use crate::store::{KeyRow, SharedStore};
@@ -298,29 +298,39 @@ impl Keyring {
     /// Issues an access token for `subject` with `scope` at `now`, tied to
     /// session `sid` when there is one, signed by the active key.
     pub fn issue(&self, subject: &str, scope: &Scopes, sid: Option<&str>, now: UnixTime) -> AccessToken {
+        self.issue_for(&Issue { subject, scope, sid, client_id: None, audience: None, not_after: None }, now)
+    }
+
+    /// Issues an access token as `issue` describes it, at `now`.
+    pub fn issue_for(&self, issue: &Issue<'_>, now: UnixTime) -> AccessToken {
         let settings = &self.inner.settings;
         let jti = uuid::Uuid::new_v4().simple().to_string();
-        let aud = match settings.audience.as_slice() {
-            [] => None,
-            [one] => Some(Audience::One(one.clone())),
-            many => Some(Audience::Many(many.to_vec())),
+        let aud = match (&issue.audience, settings.audience.as_slice()) {
+            (Some(aud), _) => Some(aud.clone()),
+            (None, []) => None,
+            (None, [one]) => Some(Audience::One(one.clone())),
+            (None, many) => Some(Audience::Many(many.to_vec())),
         };
         let mut extra = serde_json::Map::new();
-        if let Some(sid) = sid {
+        if let Some(sid) = issue.sid {
             extra.insert("sid".into(), sid.into());
         }
+        if let Some(client_id) = issue.client_id {
+            extra.insert("client_id".into(), client_id.into());
+        }
+        let exp = issue.not_after.map_or(now + settings.access_ttl, |at| at.min(now + settings.access_ttl));
         let claims = Claims {
             iss: settings.issuer.clone(),
-            sub: subject.to_owned(),
+            sub: issue.subject.to_owned(),
             aud,
-            exp: now + settings.access_ttl,
+            exp,
             iat: now,
             nbf: now,
             jti: jti.clone(),
-            scope: scope.to_string(),
+            scope: issue.scope.to_string(),
             extra,
         };
-        AccessToken { jwt: self.current().signer.sign(&claims), jti, expires_in: settings.access_ttl }
+        AccessToken { jwt: self.current().signer.sign(&claims), jti, expires_in: (exp - now).max(0) }
     }
 
     /// Reloads from the database when the key rows or their states changed

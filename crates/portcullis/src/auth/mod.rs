@@ -2,6 +2,7 @@
 //! the keyring that signs and verifies tokens, a token's standing, and
 //! login throttling. The library `portcullis-verify` does the JWT checks.
 
+pub mod clients;
 pub mod keyring;
 pub mod password;
 pub mod pool;

@@ -5,9 +5,9 @@
 
 use portcullis_verify::{BoxFuture, Claims, TokenCheck, TokenError};
 
-use super::tokens::session_of;
+use super::tokens::{is_client_token, session_of};
 use crate::domain::UserKey;
-use crate::store::{SharedStore, StoreResult, TokenStanding};
+use crate::store::{Client, SharedStore, StoreResult, TokenStanding};
 
 /// Why a token that verifies is refused all the same, or `None` when it
 /// stands. `standing` is `None` when the user no longer exists.
@@ -32,6 +32,68 @@ pub fn refusal(standing: Option<&TokenStanding>, claims: &Claims) -> Option<&'st
         return Some("token claims scopes its session was not granted");
     }
     None
+}
+
+/// Why a client's own token (`client_credentials`) that verifies is refused
+/// all the same, or `None` when it stands: its client gone or disabled, a
+/// secret rotation that revoked its tokens (its `sid` is the client's token
+/// generation), a scope the client no longer holds, or its `jti` denied.
+pub fn client_refusal(client: Option<&Client>, denied: bool, claims: &Claims) -> Option<&'static str> {
+    let Some(client) = client else { return Some("client no longer exists") };
+    if denied {
+        return Some("token has been revoked");
+    }
+    if client.disabled {
+        return Some("client is disabled");
+    }
+    if session_of(claims) != Some(client.generation.as_str()) {
+        return Some("client's tokens were revoked");
+    }
+    if !claims.scopes().all(|s| client.scopes.contains(s)) {
+        return Some("token claims scopes its client does not hold");
+    }
+    None
+}
+
+/// Where a client's own token stands: its client, and whether it is denied.
+///
+/// # Errors
+/// A database error.
+pub async fn client_standing_of(store: &SharedStore, claims: &Claims) -> StoreResult<(Option<Client>, bool)> {
+    let client = match crate::domain::Username::lookup_key(&claims.sub) {
+        Some(key) => store.client_by_key(&key).await?,
+        None => None,
+    };
+    Ok((client, store.token_denied(&claims.jti).await?))
+}
+
+/// Verifies any access token of this server, a user's or a client's, and
+/// checks its standing: what introspection and token exchange accept.
+/// (Protected routes take user tokens only: [`StillStanding`].)
+///
+/// # Errors
+/// What verification or the standing check answers.
+pub async fn authenticate_any(
+    verifier: &portcullis_verify::Verifier,
+    store: &SharedStore,
+    token: &str,
+    now: i64,
+) -> Result<Claims, TokenError> {
+    let claims = verifier.verify(token, now)?;
+    if !is_client_token(&claims) {
+        // The user path: the verifier's own check.
+        return verifier.authenticate(token, now).await;
+    }
+    match client_standing_of(store, &claims).await {
+        Ok((client, denied)) => match client_refusal(client.as_ref(), denied, &claims) {
+            Some(why) => Err(TokenError::invalid(why)),
+            None => Ok(claims),
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "database failure while checking a token");
+            Err(TokenError::Unavailable("database unavailable".into()))
+        }
+    }
 }
 
 /// Looks up where the token of `claims` stands.
@@ -59,6 +121,11 @@ impl StillStanding {
 impl TokenCheck for StillStanding {
     fn check<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, Result<(), TokenError>> {
         Box::pin(async move {
+            // A client's own token names no user: no route that acts for a
+            // user (`/users/me`, `/admin/*`, `/logout`) takes it.
+            if is_client_token(claims) {
+                return Err(TokenError::invalid("a client's token names no user"));
+            }
             match standing_of(&self.store, claims).await {
                 Ok(standing) => refusal(standing.as_ref(), claims).map_or(Ok(()), |why| Err(TokenError::invalid(why))),
                 Err(e) => {

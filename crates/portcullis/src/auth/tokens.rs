@@ -8,6 +8,9 @@ use portcullis_verify::Claims;
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 
+use crate::clock::UnixTime;
+use crate::domain::Scopes;
+
 /// A freshly issued access token (no `Debug`: it is a credential).
 #[derive(Clone)]
 pub struct AccessToken {
@@ -17,6 +20,24 @@ pub struct AccessToken {
     pub jti: String,
     /// Seconds until it expires.
     pub expires_in: i64,
+}
+
+/// What one access token is issued for, beyond the server's settings.
+#[derive(Debug, Clone)]
+pub struct Issue<'a> {
+    /// `sub`: a username, or a client's id for a client's own token.
+    pub subject: &'a str,
+    /// The granted scopes.
+    pub scope: &'a Scopes,
+    /// `sid`: the session (a login, a personal access token), or the
+    /// client's token generation.
+    pub sid: Option<&'a str>,
+    /// `client_id` (RFC 9068): the client the token was issued to.
+    pub client_id: Option<&'a str>,
+    /// `aud` instead of the configured audiences (token exchange).
+    pub audience: Option<portcullis_verify::Audience>,
+    /// Expires no later than this (the token or PAT it was exchanged from).
+    pub not_after: Option<UnixTime>,
 }
 
 /// What every access token of this server carries: plain settings.
@@ -46,6 +67,18 @@ pub fn refresh_token_hash(token: &str) -> String {
 /// The session id of an access token's claims.
 pub fn session_of(claims: &Claims) -> Option<&str> {
     claims.extra.get("sid").and_then(|v| v.as_str())
+}
+
+/// The `client_id` of an access token's claims.
+pub fn client_of(claims: &Claims) -> Option<&str> {
+    claims.extra.get("client_id").and_then(|v| v.as_str())
+}
+
+/// Whether the claims are a client's own token (`client_credentials`):
+/// `sub` is the client's id. No user can have that name (one namespace),
+/// so such a token never names a user.
+pub fn is_client_token(claims: &Claims) -> bool {
+    client_of(claims) == Some(claims.sub.as_str())
 }
 
 #[cfg(test)]

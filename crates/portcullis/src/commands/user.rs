@@ -39,11 +39,11 @@ pub async fn run(command: UserCommand, store: &SharedStore, now: UnixTime) -> an
             match store.insert_user(&user, now).await {
                 Ok(created) => println!("created user {:?}", created.username.as_str()),
                 Err(StoreError::Conflict) => {
-                    bail!("user {name:?} already exists (usernames ignore case and width)")
+                    bail!("a user or client named {name:?} already exists (names ignore case and width)")
                 }
                 Err(StoreError::Confusable) => {
                     bail!(
-                        "username {name:?} looks like an existing user's name (same UTS #39 skeleton): choose another"
+                        "username {name:?} looks like an existing user's or client's name (same UTS #39 skeleton): choose another"
                     )
                 }
                 Err(e) => return Err(e.into()),
@@ -213,7 +213,7 @@ async fn refuse_lookalikes(store: &SharedStore, users: &[NewUser]) -> anyhow::Re
         }
         seen.insert(skeleton, name);
         if store.user_by_key(name.key()).await?.is_none() && store.skeleton_taken(name).await? {
-            bail!("user {:?} looks like an existing user's name (same UTS #39 skeleton)", name.as_str());
+            bail!("user {:?} looks like an existing user's or client's name (same UTS #39 skeleton)", name.as_str());
         }
     }
     Ok(())

@@ -4,11 +4,15 @@
 
 pub mod admin;
 pub mod client;
+pub mod client_auth;
+pub mod clients;
 pub mod docs;
 pub mod document;
+pub mod exchange;
 pub mod health;
 pub mod input;
 pub mod metrics;
+pub mod personal_tokens;
 pub mod sessions;
 pub mod shared;
 pub mod token;
@@ -43,9 +47,11 @@ pub fn app(state: AppState) -> Router {
         // Everything these answer, errors included, names or carries a
         // credential, a token or a profile: none of it may be cached.
         .merge(token::router().layer(map_response(uncacheable)))
-        .merge(sessions::router(&state).layer(map_response(uncacheable)))
+        .merge(sessions::router().layer(map_response(uncacheable)))
         .merge(users::router().layer(map_response(uncacheable)))
         .merge(admin::router(&state).layer(map_response(uncacheable)))
+        .merge(clients::router(&state).layer(map_response(uncacheable)))
+        .merge(personal_tokens::router(&state).layer(map_response(uncacheable)))
         .merge(wellknown::router())
         .merge(health::router())
         .merge(metrics::router())

@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Serialize;
 use tracing::instrument;
@@ -16,17 +16,18 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::client::ClientAddr;
+use super::client_auth;
 use super::input::OAuthForm;
 use super::shared::no_store;
 use crate::auth::password::Verdict;
 use crate::auth::throttle::Origin;
-use crate::auth::tokens::{new_refresh_token, refresh_token_hash};
+use crate::auth::tokens::{Issue, new_refresh_token, refresh_token_hash};
 use crate::clock::UnixTime;
 use crate::domain::{Scopes, UserKey, Username};
 use crate::error::{ApiError, ApiResult, OAuthCode};
 use crate::metrics::{self, LoginOutcome};
 use crate::state::AppState;
-use crate::store::{Rotation, Session, User};
+use crate::store::{Client, Rotation, Session, User};
 
 /// The token endpoint's routes. `/login` is the same handler (the
 /// tutorials' clients post there); its OpenAPI entry is copied from
@@ -47,8 +48,8 @@ pub fn document_login(doc: &mut utoipa::openapi::OpenApi) {
 
 /// The form fields of a token request, for the OpenAPI document: one
 /// grant's. Each field at most once; an empty value counts as absent.
-/// Other fields (`client_id`, `client_secret`) are ignored: portcullis has
-/// no confidential clients.
+/// Client authentication (`client_id` and `client_secret` here, or HTTP
+/// Basic) is optional except for `client_credentials`.
 #[derive(ToSchema)]
 #[serde(untagged)]
 #[allow(dead_code)]
@@ -67,6 +68,46 @@ enum TokenForm {
         /// Scopes to request; none: all the user holds.
         #[schema(value_type = super::document::ScopeList, required = false)]
         scope: Option<String>,
+        /// Any other field is ignored (each field at most once, a string).
+        #[serde(flatten)]
+        other: std::collections::HashMap<String, String>,
+    },
+    /// The client_credentials grant (RFC 6749 §4.4): a client's own token.
+    ClientCredentials {
+        /// `client_credentials`.
+        #[schema(value_type = ClientCredentialsGrantType)]
+        grant_type: String,
+        /// The client's id (or send it with the secret by HTTP Basic).
+        #[schema(min_length = 1, required = false)]
+        client_id: Option<String>,
+        /// The client's secret (or by HTTP Basic).
+        #[schema(min_length = 1, required = false)]
+        client_secret: Option<String>,
+        /// Scopes to request, all held by the client; none: all it holds.
+        #[schema(value_type = super::document::ScopeList, required = false)]
+        scope: Option<String>,
+        /// Any other field is ignored (each field at most once, a string).
+        #[serde(flatten)]
+        other: std::collections::HashMap<String, String>,
+    },
+    /// Token exchange (RFC 8693): a personal access token for an access
+    /// token, or an access token for a narrower one.
+    TokenExchange {
+        /// `urn:ietf:params:oauth:grant-type:token-exchange`.
+        #[schema(value_type = TokenExchangeGrantType)]
+        grant_type: String,
+        /// A personal access token (`pcat_…`) or an access token.
+        #[schema(min_length = 1)]
+        subject_token: String,
+        /// What `subject_token` is.
+        #[schema(value_type = SubjectTokenType)]
+        subject_token_type: String,
+        /// Scopes to request, within the subject token's; none: all of them.
+        #[schema(value_type = super::document::ScopeList, required = false)]
+        scope: Option<String>,
+        /// The one audience the new token is for.
+        #[schema(min_length = 1, max_length = 256, required = false)]
+        audience: Option<String>,
         /// Any other field is ignored (each field at most once, a string).
         #[serde(flatten)]
         other: std::collections::HashMap<String, String>,
@@ -96,6 +137,32 @@ enum PasswordGrantType {
     Password,
 }
 
+/// `grant_type` of the client_credentials grant, for the OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+enum ClientCredentialsGrantType {
+    #[serde(rename = "client_credentials")]
+    ClientCredentials,
+}
+
+/// `grant_type` of token exchange, for the OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+enum TokenExchangeGrantType {
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
+    TokenExchange,
+}
+
+/// The token types token exchange takes as `subject_token_type`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+enum SubjectTokenType {
+    #[serde(rename = "urn:portcullis:token-type:personal_access_token")]
+    PersonalAccessToken,
+    #[serde(rename = "urn:ietf:params:oauth:token-type:access_token")]
+    AccessToken,
+}
+
 /// `grant_type` of the refresh_token grant, for the OpenAPI document.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -114,15 +181,22 @@ pub struct TokenResponse {
     /// Seconds until the access token expires.
     expires_in: i64,
     /// Opaque; trade it at this endpoint for new tokens (each works once).
-    refresh_token: String,
+    /// Only the password and refresh_token grants give one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
     /// The scopes granted, space-separated.
     scope: String,
+    /// Token exchange only: `urn:ietf:params:oauth:token-type:access_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_token_type: Option<&'static str>,
 }
 
-/// A token request, by grant type (RFC 6749 §4.3, §6).
+/// A token request, by grant type (RFC 6749 §4.3, §4.4, §6; RFC 8693).
 enum Grant<'a> {
     Password { username: &'a str, password: &'a str, scope: Option<&'a str> },
     RefreshToken { refresh_token: &'a str, scope: Option<&'a str> },
+    ClientCredentials { scope: Option<&'a str> },
+    TokenExchange(super::exchange::Exchange<'a>),
 }
 
 impl<'a> Grant<'a> {
@@ -136,10 +210,17 @@ impl<'a> Grant<'a> {
             "refresh_token" => {
                 Ok(Grant::RefreshToken { refresh_token: form.require("refresh_token")?, scope: form.get("scope") })
             }
+            "client_credentials" => Ok(Grant::ClientCredentials { scope: form.get("scope") }),
+            super::exchange::GRANT_TYPE => Ok(Grant::TokenExchange(super::exchange::Exchange::from_form(form)?)),
             other => Err(ApiError::oauth(
                 StatusCode::BAD_REQUEST,
                 OAuthCode::UnsupportedGrantType,
-                format!("unsupported grant_type {:?}: use \"password\" or \"refresh_token\"", truncate(other)),
+                format!(
+                    "unsupported grant_type {:?}: use \"password\", \"refresh_token\", \"client_credentials\" \
+                     or \"{}\"",
+                    truncate(other),
+                    super::exchange::GRANT_TYPE
+                ),
             )),
         }
     }
@@ -149,7 +230,7 @@ fn truncate(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
-fn parse_scope(scope: Option<&str>) -> ApiResult<Scopes> {
+pub(super) fn parse_scope(scope: Option<&str>) -> ApiResult<Scopes> {
     Scopes::parse(scope.unwrap_or_default())
         .map_err(|e| ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidScope, e.0))
 }
@@ -170,18 +251,20 @@ fn bad_refresh_token() -> ApiError {
     ApiError::oauth(StatusCode::BAD_REQUEST, OAuthCode::InvalidGrant, "refresh token is invalid, expired or revoked")
 }
 
-/// The OAuth2 token endpoint: password and refresh_token grants.
+/// The OAuth2 token endpoint: password, refresh_token, client_credentials
+/// and token-exchange grants.
 ///
-/// Swagger UI's Authorize sends `Authorization: Basic Og==` (empty client
-/// credentials) with the form; portcullis has no confidential clients, so
-/// client credentials are ignored rather than refused.
+/// Client authentication (HTTP Basic or `client_id` + `client_secret` in
+/// the form) is checked whenever it is sent, and required for
+/// `client_credentials`. Swagger UI's Authorize sends `Authorization: Basic
+/// Og==` (an empty id and secret) with the form: that is no client.
 #[utoipa::path(
     post, path = "/token", tag = "auth",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Tokens issued", body = TokenResponse),
-        (status = 400, description = "Malformed request, unsupported grant type, inactive user, or bad refresh token"),
-        (status = 401, description = "Incorrect username or password"),
+        (status = 400, description = "Malformed request, unsupported grant type, inactive user, scope not held, or bad refresh or subject token"),
+        (status = 401, description = "Incorrect username or password (invalid_grant), or client authentication failed (invalid_client)"),
         (status = 413, description = "Body over 64 KiB"),
         (status = 429, description = "Too many failed logins for this account or address; see Retry-After"),
         (status = 503, description = "Login hashing saturated; retry after Retry-After seconds"),
@@ -191,11 +274,14 @@ fn bad_refresh_token() -> ApiError {
 pub async fn token(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
     form: OAuthForm,
 ) -> ApiResult<Response> {
-    let (result, grant) = match Grant::from_form(&form)? {
+    let grant = Grant::from_form(&form)?;
+    let client = client_auth::optional_client(&state, &headers, &form, addr.as_ref()).await?;
+    let (result, grant) = match grant {
         Grant::Password { username, password, scope } => {
-            let result = password_grant(&state, addr.as_ref(), username, password, scope).await;
+            let result = password_grant(&state, addr.as_ref(), username, password, scope, client.as_ref()).await;
             if let Some(outcome) = login_outcome(&result) {
                 state.metrics.login(outcome);
             }
@@ -204,11 +290,63 @@ pub async fn token(
         Grant::RefreshToken { refresh_token, scope } => {
             (refresh_grant(&state, refresh_token, scope).await, metrics::Grant::RefreshToken)
         }
+        Grant::ClientCredentials { scope } => {
+            let client = client.ok_or_else(|| {
+                ApiError::invalid_client(
+                    "client_credentials needs client authentication: HTTP Basic, or client_id and client_secret",
+                )
+            })?;
+            (client_credentials_grant(&state, &client, scope), metrics::Grant::ClientCredentials)
+        }
+        Grant::TokenExchange(exchange) => {
+            (exchange.run(&state, client.as_ref()).await, metrics::Grant::TokenExchange)
+        }
     };
     if result.is_ok() {
         state.metrics.token_issued(grant);
     }
     result
+}
+
+/// RFC 6749 §4.4: a token for the client itself. `sub` and `client_id` are
+/// its id (RFC 9068 §2.2), `sid` its token generation, so a rotation that
+/// revokes, a disable or a delete ends it. No refresh token: the client
+/// can always ask again.
+fn client_credentials_grant(state: &AppState, client: &Client, scope: Option<&str>) -> ApiResult<Response> {
+    let requested = parse_scope(scope)?;
+    if let Some(missing) = requested.iter().find(|s| !client.scopes.contains(s)) {
+        return Err(ApiError::oauth(
+            StatusCode::BAD_REQUEST,
+            OAuthCode::InvalidScope,
+            format!("this client does not hold scope {missing:?}: ask for scopes it holds, or none for all of them"),
+        ));
+    }
+    let granted = client.scopes.grant(&requested);
+    let id = client.client_id.as_str();
+    let issue = Issue {
+        subject: id,
+        scope: &granted,
+        sid: Some(&client.generation),
+        client_id: Some(id),
+        audience: None,
+        not_after: None,
+    };
+    Ok(respond_access_only(state, &issue, None))
+}
+
+/// A token response without a refresh token (client_credentials, token
+/// exchange).
+pub(super) fn respond_access_only(state: &AppState, issue: &Issue<'_>, issued_type: Option<&'static str>) -> Response {
+    let access = state.keyring.issue_for(issue, state.clock.now());
+    let body = TokenResponse {
+        access_token: access.jwt,
+        token_type: "bearer",
+        expires_in: access.expires_in,
+        refresh_token: None,
+        scope: issue.scope.to_string(),
+        issued_token_type: issued_type,
+    };
+    no_store(Json(body))
 }
 
 /// How a password login ended, for metrics; `None` for one refused before
@@ -232,6 +370,7 @@ async fn password_grant(
     username: &str,
     password: &str,
     scope: Option<&str>,
+    client: Option<&Client>,
 ) -> ApiResult<Response> {
     let requested = parse_scope(scope)?;
     // `None`: a name no user can have, which never reaches the database.
@@ -284,7 +423,8 @@ async fn password_grant(
     if rehash {
         upgrade_hash_later(state, &user, password);
     }
-    Ok(respond(state, user.username.as_str(), &granted, &session.id, refresh, now))
+    let client_id = client.map(|c| c.client_id.as_str());
+    Ok(respond(state, user.username.as_str(), &granted, &session.id, client_id, refresh, now))
 }
 
 /// Trades a refresh token for new tokens (RFC 6749 §6). The old one is
@@ -323,17 +463,28 @@ async fn refresh_grant(state: &AppState, refresh_token: &str, scope: Option<&str
     if requested.iter().any(|s| !granted.contains(s)) {
         return Err(wider_scope());
     }
-    Ok(respond(state, user.username.as_str(), &granted, &session.id, fresh, now))
+    Ok(respond(state, user.username.as_str(), &granted, &session.id, None, fresh, now))
 }
 
-fn respond(state: &AppState, username: &str, granted: &Scopes, sid: &str, refresh: String, now: UnixTime) -> Response {
-    let access = state.keyring.issue(username, granted, Some(sid), now);
+fn respond(
+    state: &AppState,
+    username: &str,
+    granted: &Scopes,
+    sid: &str,
+    client_id: Option<&str>,
+    refresh: String,
+    now: UnixTime,
+) -> Response {
+    let issue =
+        Issue { subject: username, scope: granted, sid: Some(sid), client_id, audience: None, not_after: None };
+    let access = state.keyring.issue_for(&issue, now);
     let body = TokenResponse {
         access_token: access.jwt,
         token_type: "bearer",
         expires_in: access.expires_in,
-        refresh_token: refresh,
+        refresh_token: Some(refresh),
         scope: granted.to_string(),
+        issued_token_type: None,
     };
     no_store(Json(body))
 }

@@ -8,6 +8,8 @@
 //!   (`quick_cache`'s S3-FIFO);
 //! - sessions (live or not, their scopes), at most `capacity.sessions`,
 //!   evicted the same way;
+//! - clients (or "no such client"), at most `capacity.users`: client
+//!   authentication and client-token checks read them;
 //! - every denied `jti` until its token expires: the deny list is small by
 //!   nature (revocations within one access-token lifetime) and a miss there
 //!   could not be told from "not denied", so it is held whole.
@@ -37,7 +39,7 @@ use quick_cache::sync::Cache;
 
 use super::feed::{Change, ChangeSink};
 use super::{
-    KeyRow, NewUser, PoolUse, RefreshTokenInfo, Rotation, Session, SharedStore, Store, StoreResult, TokenStanding,
+    Client, ClientPatch, KeyRow, NewUser, PersonalToken, PoolUse, RefreshTokenInfo, Rotation, Session, SharedStore, Store, StoreResult, TokenStanding,
     User, UserPatch,
 };
 use crate::clock::{Clock, UnixTime};
@@ -92,6 +94,7 @@ struct HeldSession {
 struct Held {
     users: Cache<UserKey, Arc<HeldUser>>,
     sessions: Cache<String, Arc<HeldSession>>,
+    clients: Cache<UserKey, Arc<Option<Client>>>,
     denied: RwLock<HashMap<String, UnixTime>>,
     /// Bumped by every change and loss: a read that saw it move is not kept.
     generation: AtomicU64,
@@ -135,12 +138,17 @@ impl Held {
     /// Changes bump the generation before they remove: so either the check
     /// after the insert sees the bump, or their removal comes after it.
     fn keep_user(&self, key: &UserKey, held: Arc<HeldUser>, generation: u64) {
+        self.keep(&self.users, key, held, generation);
+    }
+
+    /// Keeps an entry read under `generation` in `cache`, as [`Held::keep_user`].
+    fn keep<V: Clone>(&self, cache: &Cache<UserKey, V>, key: &UserKey, value: V, generation: u64) {
         if self.generation.load(Ordering::Acquire) != generation {
             return;
         }
-        self.users.insert(key.clone(), held);
+        cache.insert(key.clone(), value);
         if self.generation.load(Ordering::Acquire) != generation {
-            self.users.remove(key);
+            cache.remove(key);
         }
     }
 
@@ -148,6 +156,7 @@ impl Held {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.users.clear();
         self.sessions.clear();
+        self.clients.clear();
     }
 }
 
@@ -157,6 +166,10 @@ impl ChangeSink for Held {
             Change::User(key) => {
                 self.generation.fetch_add(1, Ordering::AcqRel);
                 self.users.remove(&key);
+            }
+            Change::Client(key) => {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                self.clients.remove(&key);
             }
             Change::Session(sid) => {
                 self.generation.fetch_add(1, Ordering::AcqRel);
@@ -191,6 +204,7 @@ impl CachedStore {
         let held = Held {
             users: Cache::new(capacity.users.max(1)),
             sessions: Cache::new(capacity.sessions.max(1)),
+            clients: Cache::new(capacity.users.max(1)),
             denied: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
             epochs: AtomicU64::new(0),
@@ -344,6 +358,53 @@ impl Store for CachedStore {
         self.inner.session_scope(sid, user_key).await
     }
 
+    /// Client authentication and client-token checks: from memory, both
+    /// "found" and "no such client", so an unknown id and a known one with
+    /// a wrong secret take the same path.
+    async fn client_by_key(&self, key: &UserKey) -> StoreResult<Option<Client>> {
+        if !self.held.trusted() {
+            return self.inner.client_by_key(key).await;
+        }
+        if let Some(held) = self.held.clients.get(key) {
+            return Ok(Option::clone(&held));
+        }
+        let generation = self.held.generation.load(Ordering::Acquire);
+        let client = self.inner.client_by_key(key).await?;
+        self.held.keep(&self.held.clients, key, Arc::new(client.clone()), generation);
+        Ok(client)
+    }
+
+    async fn token_denied(&self, jti: &str) -> StoreResult<bool> {
+        if !self.held.trusted() {
+            return self.inner.token_denied(jti).await;
+        }
+        Ok(self.held.denied.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(jti))
+    }
+
+    async fn insert_client(&self, client: &Client, now: UnixTime) -> StoreResult<()> {
+        let done = self.inner.insert_client(client, now).await;
+        self.held.changed(Change::Client(client.client_id.key().clone()));
+        done
+    }
+
+    async fn update_client(&self, key: &UserKey, patch: &ClientPatch, now: UnixTime) -> StoreResult<Option<Client>> {
+        let done = self.inner.update_client(key, patch, now).await;
+        self.held.changed(Change::Client(key.clone()));
+        done
+    }
+
+    async fn delete_client(&self, key: &UserKey, now: UnixTime) -> StoreResult<bool> {
+        let done = self.inner.delete_client(key, now).await;
+        self.held.changed(Change::Client(key.clone()));
+        done
+    }
+
+    async fn revoke_personal_token(&self, user_key: &UserKey, id: &str, now: UnixTime) -> StoreResult<bool> {
+        let done = self.inner.revoke_personal_token(user_key, id, now).await;
+        self.held.changed(Change::Session(id.to_owned()));
+        done
+    }
+
     // Writes: through to the database, then applied here at once (the feed
     // brings the same change again later; applying it twice is harmless).
 
@@ -416,6 +477,22 @@ impl Store for CachedStore {
     }
 
     // The rest: straight to the database.
+
+    async fn list_clients(&self) -> StoreResult<Vec<Client>> {
+        self.inner.list_clients().await
+    }
+
+    async fn insert_personal_token(&self, token: &PersonalToken, hash: &str, now: UnixTime) -> StoreResult<bool> {
+        self.inner.insert_personal_token(token, hash, now).await
+    }
+
+    async fn personal_tokens(&self, user_key: &UserKey) -> StoreResult<Vec<PersonalToken>> {
+        self.inner.personal_tokens(user_key).await
+    }
+
+    async fn personal_token_by_hash(&self, hash: &str, now: UnixTime) -> StoreResult<Option<PersonalToken>> {
+        self.inner.personal_token_by_hash(hash, now).await
+    }
 
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await

@@ -20,6 +20,8 @@ pub const CHANNEL: &str = "portcullis_standing";
 pub enum Change {
     /// A user was created, changed or deleted, or all their sessions ended.
     User(UserKey),
+    /// A client was created, changed or deleted.
+    Client(UserKey),
     /// One session ended.
     Session(String),
     /// An access token's `jti` was denied until `expires_at`.
@@ -32,10 +34,12 @@ pub enum Change {
 }
 
 impl Change {
-    /// How the change is written in the feed: `u:KEY`, `s:SID`, `d:EXP:JTI`.
+    /// How the change is written in the feed: `u:KEY`, `c:KEY`, `s:SID`,
+    /// `d:EXP:JTI`.
     pub fn subject(&self) -> String {
         match self {
             Change::User(key) => format!("u:{}", key.as_str()),
+            Change::Client(key) => format!("c:{}", key.as_str()),
             Change::Session(sid) => format!("s:{sid}"),
             Change::Denied { jti, expires_at } => format!("d:{expires_at}:{jti}"),
         }
@@ -46,6 +50,7 @@ impl Change {
         let (kind, rest) = subject.split_once(':')?;
         match kind {
             "u" => Some(Change::User(UserKey::from_stored(rest.to_owned()))),
+            "c" => Some(Change::Client(UserKey::from_stored(rest.to_owned()))),
             "s" => Some(Change::Session(rest.to_owned())),
             "d" => {
                 let (expires_at, jti) = rest.split_once(':')?;
@@ -76,6 +81,7 @@ mod tests {
         for change in [
             Change::User(UserKey::from_stored("alice".into())),
             Change::User(UserKey::from_stored("a:b".into())),
+            Change::Client(UserKey::from_stored("svc:a".into())),
             Change::Session("s1d:x".into()),
             Change::Denied { jti: "j:ti".into(), expires_at: 1_700_000_000 },
         ] {

@@ -81,6 +81,58 @@ pub struct TokenStanding {
     pub denied: bool,
 }
 
+/// A registered OAuth client (a machine caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// The `client_id`, as registered, with its key (a username's: the two
+    /// share one namespace).
+    pub client_id: Username,
+    /// SHA-256 of the secret, hex ([`crate::auth::clients`]).
+    pub secret_hash: String,
+    /// The scopes the client may be granted.
+    pub scopes: Scopes,
+    /// What the client is, for people.
+    pub description: Option<String>,
+    /// A disabled client cannot authenticate and its tokens stop working.
+    pub disabled: bool,
+    /// The `sid` of its tokens: replaced when a secret rotation revokes them.
+    pub generation: String,
+    /// When it was registered.
+    pub created_at: UnixTime,
+}
+
+/// A client's stored fields to change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ClientPatch {
+    /// New scopes (replaces them all).
+    pub scopes: Option<Scopes>,
+    /// New description (`Some(None)` clears it).
+    pub description: Option<Option<String>>,
+    /// Disable or enable.
+    pub disabled: Option<bool>,
+    /// New secret hash.
+    pub secret_hash: Option<String>,
+    /// New token generation: ends every token issued before.
+    pub generation: Option<String>,
+}
+
+/// A personal access token as stored: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalToken {
+    /// Its id (also the `sid` of the access tokens it is exchanged for).
+    pub id: String,
+    /// Its owner.
+    pub user_key: UserKey,
+    /// What its owner called it.
+    pub name: String,
+    /// The most it can be exchanged for.
+    pub scopes: Scopes,
+    /// When it was made.
+    pub created_at: UnixTime,
+    /// When it stops working.
+    pub expires_at: UnixTime,
+}
+
 /// A session as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -142,7 +194,7 @@ pub enum StoreError {
     Conflict,
     /// The new user's name is confusable with a stored user's: they share a
     /// UTS #39 skeleton ([`Username::skeletons`]).
-    #[error("looks like an existing user's name")]
+    #[error("looks like an existing user's or client's name")]
     Confusable,
     /// The change would leave no enabled holder of scope `admin`.
     #[error("the last enabled admin")]
@@ -214,7 +266,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_user(&self, key: &UserKey, now: UnixTime) -> StoreResult<bool>;
 
     /// Applies a patch; ends all the user's sessions when it disables the
-    /// user or sets a password. `None` when there is no such user.
+    /// user (personal access tokens too) or sets a password (login sessions
+    /// only: a PAT outlives a password change). `None` when there is no such user.
     async fn update_user(&self, key: &UserKey, patch: &UserPatch, now: UnixTime) -> StoreResult<Option<User>>;
 
     /// Where a token's user, session and `jti` stand; `None` when the user
@@ -257,8 +310,45 @@ pub trait Store: Send + Sync + 'static {
     /// Looks a refresh token up without using it.
     async fn refresh_token_info(&self, hash: &str, now: UnixTime) -> StoreResult<Option<RefreshTokenInfo>>;
 
+    /// Registers a client with its id's skeletons.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when a client or user has this id's key,
+    /// [`StoreError::Confusable`] when a client's or user's name has its skeleton.
+    async fn insert_client(&self, client: &Client, now: UnixTime) -> StoreResult<()>;
+
+    /// The client with this key, as the database holds it now.
+    async fn client_by_key(&self, key: &UserKey) -> StoreResult<Option<Client>>;
+
+    /// Every client, in key order.
+    async fn list_clients(&self) -> StoreResult<Vec<Client>>;
+
+    /// Applies a patch; `None` when there is no such client.
+    async fn update_client(&self, key: &UserKey, patch: &ClientPatch, now: UnixTime) -> StoreResult<Option<Client>>;
+
+    /// Deletes a client; `false` when there is none.
+    async fn delete_client(&self, key: &UserKey, now: UnixTime) -> StoreResult<bool>;
+
+    /// Stores a personal access token (its SHA-256 `hash`), only if its
+    /// user exists and is enabled; `false` otherwise.
+    async fn insert_personal_token(&self, token: &PersonalToken, hash: &str, now: UnixTime) -> StoreResult<bool>;
+
+    /// The user's personal access tokens not revoked, newest first.
+    async fn personal_tokens(&self, user_key: &UserKey) -> StoreResult<Vec<PersonalToken>>;
+
+    /// The live (not revoked, not expired) personal access token with this hash.
+    async fn personal_token_by_hash(&self, hash: &str, now: UnixTime) -> StoreResult<Option<PersonalToken>>;
+
+    /// Revokes the user's personal access token `id` (and the access tokens
+    /// exchanged for it); `false` when the user has no such live token.
+    async fn revoke_personal_token(&self, user_key: &UserKey, id: &str, now: UnixTime) -> StoreResult<bool>;
+
     /// The scopes of session `sid` when it is a live session of `user_key`.
     async fn session_scope(&self, sid: &str, user_key: &UserKey) -> StoreResult<Option<Scopes>>;
+
+    /// Whether `jti` is on the deny list (client tokens: no user to ask
+    /// [`Store::token_standing`] about).
+    async fn token_denied(&self, jti: &str) -> StoreResult<bool>;
 
     /// Every denied `jti` that has not expired by `now`, with its expiry.
     async fn denied_tokens(&self, now: UnixTime) -> StoreResult<Vec<(String, UnixTime)>>;
@@ -266,7 +356,7 @@ pub trait Store: Send + Sync + 'static {
     /// Ends one session; `false` when it did not exist.
     async fn end_session(&self, sid: &str, now: UnixTime) -> StoreResult<bool>;
 
-    /// Ends every session of a user.
+    /// Ends every login session of a user (not their personal access tokens).
     async fn end_user_sessions(&self, user_key: &UserKey, now: UnixTime) -> StoreResult<()>;
 
     /// Denies an access token until `expires_at`.

@@ -23,6 +23,11 @@ type DbRow = sqlx::postgres::PgRow;
 /// let each see the other still enabled).
 const SERIALIZE_ADMIN_CHANGES: &str = "select pg_advisory_xact_lock(7015) from (select $1::text) as target";
 
+/// Serializes the creation of users and clients (one namespace), so a user
+/// and a client with lookalike names created at once cannot both check the
+/// other table before either commits.
+const SERIALIZE_NAMES: Option<&str> = Some("select pg_advisory_xact_lock(7016)");
+
 /// Announces a change for the feed: delivered to every listener when the
 /// transaction commits, not before (`$2`, the time, is unused here).
 const RECORD_CHANGE: &str = "select pg_notify('portcullis_standing', $1) from (select $2::bigint) as t";

@@ -11,12 +11,12 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{Db, DbRow, PRUNE_CHANGES, RECORD_CHANGE, SERIALIZE_ADMIN_CHANGES};
+use super::{Db, DbRow, PRUNE_CHANGES, RECORD_CHANGE, SERIALIZE_ADMIN_CHANGES, SERIALIZE_NAMES};
 use crate::clock::UnixTime;
 use crate::domain::{Scopes, StoredHash, UserKey, Username};
 use crate::store::feed::{Change, ChangeSink};
 use crate::store::{
-    KeyRow, NewUser, PoolUse, RefreshTokenInfo, Rotation, Session, SqlStore, Store, StoreError, StoreResult,
+    Client, ClientPatch, KeyRow, NewUser, PersonalToken, PoolUse, RefreshTokenInfo, Rotation, Session, SqlStore, Store, StoreError, StoreResult,
     TokenStanding, User, UserPatch,
 };
 
@@ -71,6 +71,60 @@ fn user_from_row(row: &DbRow) -> StoreResult<User> {
         // Only valid scopes are ever written; an unreadable one is dropped.
         scopes: Scopes::parse(&scopes).unwrap_or_default(),
         password_hash: StoredHash::new(row.try_get("password_hash")?),
+    })
+}
+
+/// Refuses a name whose key or skeletons the *other* kind of account
+/// (`table`: `username_skeletons` or `client_skeletons`) holds: users and
+/// clients share one namespace. Run after the caller's own insert (SQLite:
+/// which holds the write lock) or [`SERIALIZE_NAMES`] (PostgreSQL).
+async fn name_free_among(tx: &mut sqlx::Transaction<'_, Db>, name: &Username, table: &str) -> StoreResult<()> {
+    let sql = match table {
+        "client_skeletons" => "select client_key from client_skeletons where skeleton = $1",
+        _ => "select user_key from username_skeletons where skeleton = $1",
+    };
+    for skeleton in name.skeletons() {
+        let holder: Option<String> =
+            sqlx::query_scalar(sql)
+                .bind(&skeleton)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if let Some(holder) = holder {
+            return Err(if holder == name.key().as_str() { StoreError::Conflict } else { StoreError::Confusable });
+        }
+    }
+    Ok(())
+}
+
+async fn serialize_names(tx: &mut sqlx::Transaction<'_, Db>) -> StoreResult<()> {
+    if let Some(sql) = SERIALIZE_NAMES {
+        sqlx::query(sql).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+fn client_from_row(row: &DbRow) -> StoreResult<Client> {
+    let scopes: String = row.try_get("scopes")?;
+    Ok(Client {
+        client_id: Username::from_stored(row.try_get("client_id")?, UserKey::from_stored(row.try_get("client_key")?)),
+        secret_hash: row.try_get("secret_hash")?,
+        scopes: Scopes::parse(&scopes).unwrap_or_default(),
+        description: row.try_get("description")?,
+        disabled: row.try_get("disabled")?,
+        generation: row.try_get("generation")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn personal_token_from_row(row: &DbRow) -> StoreResult<PersonalToken> {
+    let scope: String = row.try_get("scope")?;
+    Ok(PersonalToken {
+        id: row.try_get("id")?,
+        user_key: UserKey::from_stored(row.try_get("user_key")?),
+        name: row.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
+        scopes: Scopes::parse(&scope).unwrap_or_default(),
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
     })
 }
 
@@ -157,6 +211,7 @@ impl Store for SqlStore<Db> {
     async fn insert_user(&self, user: &NewUser, now: UnixTime) -> StoreResult<User> {
         let key = user.username.key();
         let mut tx = self.pool.begin().await?;
+        serialize_names(&mut tx).await?;
         sqlx::query(
             "insert into users (username, username_key, email, full_name, password_hash, scopes, disabled, created_at, updated_at)
              values ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
@@ -183,6 +238,7 @@ impl Store for SqlStore<Db> {
                     e => e,
                 })?;
         }
+        name_free_among(&mut tx, &user.username, "client_skeletons").await?;
         // A server may hold "no such user" for this name.
         record(&mut tx, Change::User(key.clone()), now).await?;
         tx.commit().await?;
@@ -193,7 +249,10 @@ impl Store for SqlStore<Db> {
 
     async fn skeleton_taken(&self, username: &Username) -> StoreResult<bool> {
         for skeleton in username.skeletons() {
-            let found: Option<i32> = sqlx::query_scalar("select 1 from username_skeletons where skeleton = $1")
+            let found: Option<i32> = sqlx::query_scalar(
+                "select 1 from username_skeletons where skeleton = $1
+                 union all select 1 from client_skeletons where skeleton = $1",
+            )
                 .bind(skeleton)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -305,9 +364,14 @@ impl Store for SqlStore<Db> {
             return Ok(None);
         }
         if patch.disabled == Some(true) || patch.password_hash.is_some() {
-            sqlx::query("update sessions set revoked_at = $1 where user_key = $2 and revoked_at is null")
-                .bind(now)
-                .bind(key.as_str())
+            // Disabling ends personal access tokens too; a new password not.
+            sqlx::query(
+                "update sessions set revoked_at = $1
+                 where user_key = $2 and revoked_at is null and (kind = 'login' or $3)",
+            )
+            .bind(now)
+            .bind(key.as_str())
+            .bind(patch.disabled == Some(true))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -509,6 +573,156 @@ impl Store for SqlStore<Db> {
         }))
     }
 
+    async fn insert_client(&self, client: &Client, now: UnixTime) -> StoreResult<()> {
+        let key = client.client_id.key();
+        let mut tx = self.pool.begin().await?;
+        serialize_names(&mut tx).await?;
+        sqlx::query(
+            "insert into clients (client_key, client_id, secret_hash, scopes, description, disabled, generation, created_at, updated_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(key.as_str())
+        .bind(client.client_id.as_str())
+        .bind(&client.secret_hash)
+        .bind(client.scopes.to_string())
+        .bind(&client.description)
+        .bind(client.disabled)
+        .bind(&client.generation)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_or)?;
+        for skeleton in client.client_id.skeletons() {
+            sqlx::query("insert into client_skeletons (skeleton, client_key) values ($1, $2)")
+                .bind(skeleton)
+                .bind(key.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match conflict_or(e) {
+                    StoreError::Conflict => StoreError::Confusable,
+                    e => e,
+                })?;
+        }
+        name_free_among(&mut tx, &client.client_id, "username_skeletons").await?;
+        record(&mut tx, Change::Client(key.clone()), now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn client_by_key(&self, key: &UserKey) -> StoreResult<Option<Client>> {
+        let row = sqlx::query("select client_id, client_key, secret_hash, scopes, description, disabled, generation, created_at from clients where client_key = $1")
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<Client>> {
+        let rows = sqlx::query("select client_id, client_key, secret_hash, scopes, description, disabled, generation, created_at from clients order by client_key")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(client_from_row).collect()
+    }
+
+    async fn update_client(&self, key: &UserKey, patch: &ClientPatch, now: UnixTime) -> StoreResult<Option<Client>> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "update clients set
+                scopes = coalesce($1, scopes),
+                description = case when $2 then $3 else description end,
+                disabled = coalesce($4, disabled),
+                secret_hash = coalesce($5, secret_hash),
+                generation = coalesce($6, generation),
+                updated_at = $7
+             where client_key = $8
+             returning client_id, client_key, secret_hash, scopes, description, disabled, generation, created_at",
+        )
+        .bind(patch.scopes.as_ref().map(ToString::to_string))
+        .bind(patch.description.is_some())
+        .bind(patch.description.clone().flatten())
+        .bind(patch.disabled)
+        .bind(&patch.secret_hash)
+        .bind(&patch.generation)
+        .bind(now)
+        .bind(key.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        record(&mut tx, Change::Client(key.clone()), now).await?;
+        tx.commit().await?;
+        client_from_row(&row).map(Some)
+    }
+
+    async fn delete_client(&self, key: &UserKey, now: UnixTime) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done =
+            sqlx::query("delete from clients where client_key = $1").bind(key.as_str()).execute(&mut *tx).await?;
+        record(&mut tx, Change::Client(key.clone()), now).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_personal_token(&self, token: &PersonalToken, hash: &str, now: UnixTime) -> StoreResult<bool> {
+        // One statement: a disable racing it either commits first (and this
+        // inserts nothing) or ends the new token with the user's sessions.
+        let done = sqlx::query(
+            "insert into sessions (id, user_key, scope, created_at, expires_at, kind, name, token_hash)
+             select $1, username_key, $3, $4, $5, 'pat', $6, $7 from users where username_key = $2 and disabled = false",
+        )
+        .bind(&token.id)
+        .bind(token.user_key.as_str())
+        .bind(token.scopes.to_string())
+        .bind(now)
+        .bind(token.expires_at)
+        .bind(&token.name)
+        .bind(hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn personal_tokens(&self, user_key: &UserKey) -> StoreResult<Vec<PersonalToken>> {
+        let rows = sqlx::query(
+            "select id, user_key, name, scope, created_at, expires_at from sessions
+             where user_key = $1 and kind = 'pat' and revoked_at is null order by created_at desc, id",
+        )
+        .bind(user_key.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(personal_token_from_row).collect()
+    }
+
+    async fn personal_token_by_hash(&self, hash: &str, now: UnixTime) -> StoreResult<Option<PersonalToken>> {
+        let row = sqlx::query(
+            "select id, user_key, name, scope, created_at, expires_at from sessions
+             where token_hash = $1 and kind = 'pat' and revoked_at is null and expires_at > $2",
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(personal_token_from_row).transpose()
+    }
+
+    async fn revoke_personal_token(&self, user_key: &UserKey, id: &str, now: UnixTime) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "update sessions set revoked_at = $1
+             where id = $2 and user_key = $3 and kind = 'pat' and revoked_at is null",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(user_key.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let revoked = done.rows_affected() == 1;
+        if revoked {
+            record(&mut tx, Change::Session(id.to_owned()), now).await?;
+        }
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
     async fn session_scope(&self, sid: &str, user_key: &UserKey) -> StoreResult<Option<Scopes>> {
         let scope: Option<String> =
             sqlx::query_scalar("select scope from sessions where id = $1 and user_key = $2 and revoked_at is null")
@@ -518,6 +732,14 @@ impl Store for SqlStore<Db> {
                 .await?;
         // Only valid scopes are ever written; an unreadable one grants nothing.
         Ok(scope.map(|s| Scopes::parse(&s).unwrap_or_default()))
+    }
+
+    async fn token_denied(&self, jti: &str) -> StoreResult<bool> {
+        let found: Option<i32> = sqlx::query_scalar("select 1 from denied_tokens where jti = $1")
+            .bind(jti)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
     }
 
     async fn denied_tokens(&self, now: UnixTime) -> StoreResult<Vec<(String, UnixTime)>> {
@@ -544,9 +766,11 @@ impl Store for SqlStore<Db> {
 
     async fn end_user_sessions(&self, user_key: &UserKey, now: UnixTime) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("update sessions set revoked_at = $1 where user_key = $2 and revoked_at is null")
-            .bind(now)
-            .bind(user_key.as_str())
+        sqlx::query(
+            "update sessions set revoked_at = $1 where user_key = $2 and revoked_at is null and kind = 'login'",
+        )
+        .bind(now)
+        .bind(user_key.as_str())
             .execute(&mut *tx)
             .await?;
         record(&mut tx, Change::User(user_key.clone()), now).await?;

@@ -25,6 +25,11 @@ type DbRow = sqlx::sqlite::SqliteRow;
 /// another writer commits in between).
 const SERIALIZE_ADMIN_CHANGES: &str = "update users set updated_at = updated_at where username_key = $1";
 
+/// Serializes the creation of users and clients (one namespace): nothing to
+/// do on SQLite, whose first write in a transaction takes the database's
+/// write lock, and both inserts write before they check the other table.
+const SERIALIZE_NAMES: Option<&str> = None;
+
 /// Records a change for the feed: a row other processes on the file poll.
 const RECORD_CHANGE: &str = "insert into standing_changes (subject, at) values ($1, $2)";
 

@@ -287,7 +287,10 @@ async fn the_metadata_names_routes_that_exist() {
     let meta: Value = app.get("/.well-known/oauth-authorization-server", None).await.json().await.unwrap();
 
     assert_eq!(meta["issuer"], app.issuer());
-    assert_eq!(meta["grant_types_supported"], json!(["password", "refresh_token"]));
+    assert_eq!(
+        meta["grant_types_supported"],
+        json!(["password", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"])
+    );
     assert!(meta["scopes_supported"].as_array().unwrap().contains(&json!("admin")));
     assert_eq!(meta["access_token_signing_alg_values_supported"], json!(["EdDSA"]));
     for (field, method) in [

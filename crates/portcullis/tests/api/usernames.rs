@@ -88,7 +88,7 @@ async fn a_name_confusable_with_a_users_is_refused_and_a_different_one_is_not() 
     for name in ["\u{430}dmin", "\u{410}DMIN", "adrnin"] {
         for response in [admin_create(&app, &admin, name).await, register(&app, name).await] {
             assert_eq!(response.status(), 409, "{name:?}");
-            assert_eq!(detail(response).await, "username looks like an existing user's name", "{name:?}");
+            assert_eq!(detail(response).await, "username looks like an existing user's or client's name", "{name:?}");
         }
     }
     // The same user by NFKC and case folding: taken, as before.
@@ -263,7 +263,7 @@ fn the_cli_refuses_invisible_and_confusable_names() {
         refused(&out, "invisible or direction-changing");
         refused(&out, code_point);
     }
-    refused(&add("gr\u{430}ce"), "looks like an existing user's name");
+    refused(&add("gr\u{430}ce"), "looks like an existing user's or client's name");
     refused(&add("Grace"), "already exists");
     assert!(add("grace2").status.success());
 
@@ -288,7 +288,7 @@ fn a_cli_import_with_an_invisible_or_confusable_name_writes_nothing() {
 
     refused(&import(&["heidi", "admin\u{200b}"]), "U+200B");
     refused(&import(&["heidi", "\u{202e}nimda"]), "U+202E");
-    refused(&import(&["heidi", "gr\u{430}ce"]), "looks like an existing user's name");
+    refused(&import(&["heidi", "gr\u{430}ce"]), "looks like an existing user's or client's name");
     refused(&import(&["heidi", "he\u{456}di"]), "look alike");
 
     let list = cli(dir.path(), &["user", "list", "--json"], None);
