@@ -67,6 +67,9 @@ pub enum Command {
     /// Manage users in the database.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage OAuth clients (machine callers) in the database.
+    #[command(subcommand)]
+    Client(ClientCommand),
     /// Create the database and apply pending migrations.
     Migrate,
     /// List or rotate signing keys.
@@ -105,6 +108,51 @@ pub enum KeysCommand {
         /// resource servers expect; also how to switch to a new secret.
         #[arg(long)]
         use_secret: bool,
+    },
+}
+
+/// `portcullis client …`.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client and print its secret, once.
+    Add {
+        /// The client id (a username's rules; no user may have it).
+        name: String,
+        /// Space-separated scopes it may be granted.
+        #[arg(long, default_value = "")]
+        scopes: String,
+        /// What it is, for people.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List clients (never their secrets).
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a client a new secret and print it, once; the old one stops working.
+    RotateSecret {
+        /// The client id.
+        name: String,
+        /// Also end every token issued to it so far (a leaked secret).
+        #[arg(long)]
+        revoke_tokens: bool,
+    },
+    /// Disable a client: it cannot authenticate, its tokens stop working.
+    Disable {
+        /// The client id.
+        name: String,
+    },
+    /// Enable a disabled client.
+    Enable {
+        /// The client id.
+        name: String,
+    },
+    /// Delete a client; its tokens stop working.
+    Delete {
+        /// The client id.
+        name: String,
     },
 }
 

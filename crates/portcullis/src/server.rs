@@ -227,7 +227,14 @@ async fn bootstrap_admin(
         }
         // Another instance or the CLI created it (or a lookalike, so there
         // is a user now) in the meantime.
-        Err(store::StoreError::Conflict | store::StoreError::Confusable) => return Ok(()),
+        Err(store::StoreError::Conflict | store::StoreError::Confusable) if store.count_users().await? > 0 => {
+            return Ok(());
+        }
+        // No user at all: a client holds the name (one namespace).
+        Err(store::StoreError::Conflict | store::StoreError::Confusable) => anyhow::bail!(
+            "the first user, \"admin\", cannot be created: a client has that name or one like it \
+             (`portcullis client list`); delete or rename that client, then start again"
+        ),
         Err(e) => return Err(e).context("creating the admin user"),
     }
     if print {

@@ -10,6 +10,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::tokens::new_refresh_token;
+use crate::clock::UnixTime;
+use crate::domain::{Scopes, UserKey, Username};
+use crate::store::{Client, ClientPatch, SharedStore, StoreResult};
 
 /// What every personal access token starts with, so secret scanners can
 /// find one that leaked (GitHub's `ghp_`, GitLab's `glpat-`).
@@ -45,6 +48,54 @@ pub fn secret_matches(presented: &str, stored: Option<&str>) -> bool {
 /// A new token generation for a client (the `sid` of its tokens).
 pub fn new_generation() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Registers a client with a new secret; returns it and the secret (the
+/// one time it exists outside the caller's hands).
+///
+/// # Errors
+/// [`StoreError::Conflict`] or [`StoreError::Confusable`] when a user or
+/// client has the name or a lookalike; a database error.
+pub async fn register(
+    store: &SharedStore,
+    client_id: Username,
+    scopes: Scopes,
+    description: Option<String>,
+    now: UnixTime,
+) -> StoreResult<(Client, String)> {
+    let secret = new_client_secret();
+    let client = Client {
+        client_id,
+        secret_hash: secret_hash(&secret),
+        scopes,
+        description,
+        disabled: false,
+        generation: new_generation(),
+        created_at: now,
+    };
+    store.insert_client(&client, now).await?;
+    Ok((client, secret))
+}
+
+/// Gives a client a new secret (the old one stops working), and when
+/// `revoke`, a new token generation (every token issued so far stops
+/// working). `None` when there is no such client.
+///
+/// # Errors
+/// A database error.
+pub async fn rotate(
+    store: &SharedStore,
+    key: &UserKey,
+    revoke: bool,
+    now: UnixTime,
+) -> StoreResult<Option<(Client, String)>> {
+    let secret = new_client_secret();
+    let patch = ClientPatch {
+        secret_hash: Some(secret_hash(&secret)),
+        generation: revoke.then(new_generation),
+        ..ClientPatch::default()
+    };
+    Ok(store.update_client(key, &patch, now).await?.map(|c| (c, secret)))
 }
 
 #[cfg(test)]

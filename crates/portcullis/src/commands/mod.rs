@@ -3,6 +3,7 @@
 //! and handed down.
 
 pub mod check;
+pub mod client;
 pub mod keys;
 pub mod token;
 pub mod user;
@@ -41,6 +42,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(command) => {
             init_tracing(LogFormat::Text, "warn");
             user::run(command, &open_store(&deployment).await?, clock.now()).await
+        }
+        Command::Client(command) => {
+            init_tracing(LogFormat::Text, "warn");
+            client::run(command, &open_store(&deployment).await?, clock.now()).await
         }
         Command::Keys(command) => {
             init_tracing(LogFormat::Text, "warn");

@@ -29,9 +29,14 @@ pub async fn run(
         Ok(claims) => claims,
         Err(e) => bail!("token refused: {e}"),
     };
-    let standing = standing::standing_of(store, &claims).await?;
+    let refusal = if crate::auth::tokens::is_client_token(&claims) {
+        let (client, denied) = standing::client_standing_of(store, &claims).await?;
+        standing::client_refusal(client.as_ref(), denied, &claims)
+    } else {
+        standing::refusal(standing::standing_of(store, &claims).await?.as_ref(), &claims)
+    };
     println!("{}", serde_json::to_string_pretty(&claims)?);
-    if let Some(why) = standing::refusal(standing.as_ref(), &claims) {
+    if let Some(why) = refusal {
         bail!("token refused: {why}");
     }
     println!("valid: signature, lifetime and standing checked");

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 
 use super::input::{ApiJson, ApiPath};
 use super::shared::nullable;
-use crate::auth::clients::{new_client_secret, new_generation, secret_hash};
+use crate::auth::clients;
 use crate::clock::UnixTime;
 use crate::domain::{Scopes, UserKey, Username};
 use crate::error::{ApiError, ApiResult};
@@ -190,26 +190,15 @@ pub async fn create_client(
     Ok((StatusCode::CREATED, Json(ClientWithSecret::new(&client, secret))))
 }
 
-/// Stores a new client with a new secret; returns it and the secret.
+/// Stores a new client, mapping a taken name to `409`.
 async fn register(
     state: &AppState,
     client_id: Username,
     scopes: Scopes,
     description: Option<String>,
 ) -> ApiResult<(Client, String)> {
-    let secret = new_client_secret();
-    let now = state.clock.now();
-    let client = Client {
-        client_id,
-        secret_hash: secret_hash(&secret),
-        scopes,
-        description,
-        disabled: false,
-        generation: new_generation(),
-        created_at: now,
-    };
-    match state.store.insert_client(&client, now).await {
-        Ok(()) => Ok((client, secret)),
+    match clients::register(&state.store, client_id, scopes, description, state.clock.now()).await {
+        Ok(made) => Ok(made),
         Err(StoreError::Conflict) => Err(ApiError::Conflict("a user or client already has this name".into())),
         Err(StoreError::Confusable) => {
             Err(ApiError::Conflict("client_id looks like an existing user's or client's name".into()))
@@ -338,18 +327,7 @@ pub async fn rotate_secret(
     ApiJson(request): ApiJson<RotateRequest>,
 ) -> ApiResult<Json<ClientWithSecret>> {
     let key = key_in_path(&id)?;
-    let (client, secret) = rotate(&state, &key, request.revoke_tokens).await?.ok_or_else(|| not_found(&id))?;
+    let rotated = clients::rotate(&state.store, &key, request.revoke_tokens, state.clock.now()).await?;
+    let (client, secret) = rotated.ok_or_else(|| not_found(&id))?;
     Ok(Json(ClientWithSecret::new(&client, secret)))
-}
-
-/// Replaces a client's secret, and its token generation when `revoke`.
-async fn rotate(state: &AppState, key: &UserKey, revoke: bool) -> ApiResult<Option<(Client, String)>> {
-    let secret = new_client_secret();
-    let patch = ClientPatch {
-        secret_hash: Some(secret_hash(&secret)),
-        generation: revoke.then(new_generation),
-        ..ClientPatch::default()
-    };
-    let updated = state.store.update_client(key, &patch, state.clock.now()).await?;
-    Ok(updated.map(|c| (c, secret)))
 }
