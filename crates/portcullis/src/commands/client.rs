@@ -83,7 +83,12 @@ fn existing(name: &str) -> anyhow::Result<UserKey> {
 }
 
 async fn set_disabled(store: &SharedStore, name: &str, disabled: bool, now: UnixTime) -> anyhow::Result<()> {
-    let patch = ClientPatch { disabled: Some(disabled), ..ClientPatch::default() };
+    // Disabling ends its tokens for good (a new token generation).
+    let patch = ClientPatch {
+        disabled: Some(disabled),
+        generation: disabled.then(clients::new_generation),
+        ..ClientPatch::default()
+    };
     let client = store.update_client(&existing(name)?, &patch, now).await?.with_context(|| not_found(name))?;
     let state = if disabled { "disabled" } else { "enabled" };
     println!("{state} client {:?}", client.client_id.as_str());

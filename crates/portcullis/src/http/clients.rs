@@ -239,7 +239,7 @@ pub struct ClientPatchRequest {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, max_length = 500)]
     description: Option<Option<String>>,
-    /// Disable (its live tokens stop working at once) or enable.
+    /// Disable (its live tokens stop working at once, for good) or enable.
     #[serde(default)]
     disabled: Option<bool>,
 }
@@ -268,6 +268,9 @@ pub async fn update_client(
         scopes: change.scopes.map(Scopes::from_names).transpose()?,
         description: change.description.map(parse_description).transpose()?,
         disabled: change.disabled,
+        // Disabling ends its tokens for good: enabling again does not
+        // bring them back.
+        generation: (change.disabled == Some(true)).then(clients::new_generation),
         ..ClientPatch::default()
     };
     let key = key_in_path(&id)?;

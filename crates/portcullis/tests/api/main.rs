@@ -6,6 +6,7 @@ mod helpers;
 mod account;
 mod admin;
 mod cli;
+mod clients;
 mod cluster;
 mod compat;
 mod connections;
