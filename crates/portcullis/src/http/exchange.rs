@@ -132,9 +132,12 @@ impl<'a> Exchange<'a> {
         let now = state.clock.now();
         let inactive = || invalid_grant("the personal access token is invalid, expired or revoked");
         if !self.subject_token.starts_with(PAT_PREFIX) {
-            return Err(invalid_grant(format!("subject_token is not a personal access token (they start with {PAT_PREFIX})")));
+            return Err(invalid_grant(format!(
+                "subject_token is not a personal access token (they start with {PAT_PREFIX})"
+            )));
         }
-        let pat = state.store.personal_token_by_hash(&secret_hash(self.subject_token), now).await?.ok_or_else(inactive)?;
+        let pat =
+            state.store.personal_token_by_hash(&secret_hash(self.subject_token), now).await?.ok_or_else(inactive)?;
         let user = state.store.user_by_key(&pat.user_key).await?.filter(|u| !u.disabled).ok_or_else(inactive)?;
         if let Some(missing) = requested.iter().find(|s| !pat.scopes.contains(s)) {
             return Err(wider("personal access token", missing));
@@ -157,7 +160,9 @@ impl<'a> Exchange<'a> {
         let claims = match authenticate_any(state.verifier(), &state.store, self.subject_token, now).await {
             Ok(claims) => claims,
             Err(e @ TokenError::Unavailable(_)) => return Err(e.into()),
-            Err(e) => return Err(invalid_grant(format!("subject_token is not an active access token: {}", reason(&e)))),
+            Err(e) => {
+                return Err(invalid_grant(format!("subject_token is not an active access token: {}", reason(&e))));
+            }
         };
         let held = Scopes::parse(&claims.scope).unwrap_or_default();
         if let Some(missing) = requested.iter().find(|s| !held.contains(s)) {

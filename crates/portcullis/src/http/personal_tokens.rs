@@ -118,9 +118,7 @@ pub struct NewTokenRequest {
 fn parse_name(raw: &str) -> ApiResult<String> {
     let name = raw.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
-        return Err(ApiError::Unprocessable(format!(
-            "name: 1 to {MAX_NAME} characters, without control characters"
-        )));
+        return Err(ApiError::Unprocessable(format!("name: 1 to {MAX_NAME} characters, without control characters")));
     }
     Ok(name.to_owned())
 }

@@ -298,9 +298,7 @@ pub async fn token(
             })?;
             (client_credentials_grant(&state, &client, scope), metrics::Grant::ClientCredentials)
         }
-        Grant::TokenExchange(exchange) => {
-            (exchange.run(&state, client.as_ref()).await, metrics::Grant::TokenExchange)
-        }
+        Grant::TokenExchange(exchange) => (exchange.run(&state, client.as_ref()).await, metrics::Grant::TokenExchange),
     };
     if result.is_ok() {
         state.metrics.token_issued(grant);
@@ -475,8 +473,7 @@ fn respond(
     refresh: String,
     now: UnixTime,
 ) -> Response {
-    let issue =
-        Issue { subject: username, scope: granted, sid: Some(sid), client_id, audience: None, not_after: None };
+    let issue = Issue { subject: username, scope: granted, sid: Some(sid), client_id, audience: None, not_after: None };
     let access = state.keyring.issue_for(&issue, now);
     let body = TokenResponse {
         access_token: access.jwt,

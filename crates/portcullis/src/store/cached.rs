@@ -39,8 +39,8 @@ use quick_cache::sync::Cache;
 
 use super::feed::{Change, ChangeSink};
 use super::{
-    Client, ClientPatch, KeyRow, NewUser, PersonalToken, PoolUse, RefreshTokenInfo, Rotation, Session, SharedStore, Store, StoreResult, TokenStanding,
-    User, UserPatch,
+    Client, ClientPatch, KeyRow, NewUser, PersonalToken, PoolUse, RefreshTokenInfo, Rotation, Session, SharedStore,
+    Store, StoreResult, TokenStanding, User, UserPatch,
 };
 use crate::clock::{Clock, UnixTime};
 use crate::domain::{Scopes, StoredHash, UserKey, Username};

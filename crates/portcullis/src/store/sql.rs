@@ -16,8 +16,8 @@ use crate::clock::UnixTime;
 use crate::domain::{Scopes, StoredHash, UserKey, Username};
 use crate::store::feed::{Change, ChangeSink};
 use crate::store::{
-    Client, ClientPatch, KeyRow, NewUser, PersonalToken, PoolUse, RefreshTokenInfo, Rotation, Session, SqlStore, Store, StoreError, StoreResult,
-    TokenStanding, User, UserPatch,
+    Client, ClientPatch, KeyRow, NewUser, PersonalToken, PoolUse, RefreshTokenInfo, Rotation, Session, SqlStore, Store,
+    StoreError, StoreResult, TokenStanding, User, UserPatch,
 };
 
 /// Refuses ([`StoreError::LastAdmin`]) a change to the user `key` (`None`:
@@ -84,11 +84,7 @@ async fn name_free_among(tx: &mut sqlx::Transaction<'_, Db>, name: &Username, ta
         _ => "select user_key from username_skeletons where skeleton = $1",
     };
     for skeleton in name.skeletons() {
-        let holder: Option<String> =
-            sqlx::query_scalar(sql)
-                .bind(&skeleton)
-                .fetch_optional(&mut **tx)
-                .await?;
+        let holder: Option<String> = sqlx::query_scalar(sql).bind(&skeleton).fetch_optional(&mut **tx).await?;
         if let Some(holder) = holder {
             return Err(if holder == name.key().as_str() { StoreError::Conflict } else { StoreError::Confusable });
         }
@@ -253,9 +249,9 @@ impl Store for SqlStore<Db> {
                 "select 1 from username_skeletons where skeleton = $1
                  union all select 1 from client_skeletons where skeleton = $1",
             )
-                .bind(skeleton)
-                .fetch_optional(&self.pool)
-                .await?;
+            .bind(skeleton)
+            .fetch_optional(&self.pool)
+            .await?;
             if found.is_some() {
                 return Ok(true);
             }
@@ -372,8 +368,8 @@ impl Store for SqlStore<Db> {
             .bind(now)
             .bind(key.as_str())
             .bind(patch.disabled == Some(true))
-                .execute(&mut *tx)
-                .await?;
+            .execute(&mut *tx)
+            .await?;
         }
         let row = sqlx::query(
             "select username, username_key, email, full_name, disabled, scopes, password_hash
@@ -771,8 +767,8 @@ impl Store for SqlStore<Db> {
         )
         .bind(now)
         .bind(user_key.as_str())
-            .execute(&mut *tx)
-            .await?;
+        .execute(&mut *tx)
+        .await?;
         record(&mut tx, Change::User(user_key.clone()), now).await?;
         tx.commit().await?;
         Ok(())

@@ -30,8 +30,7 @@ pub async fn add_client(app: &TestApp, id: &str, scopes: &[&str]) -> String {
 
 /// `Basic` with RFC 6749 §2.3.1's form-encoding of id and secret.
 pub fn basic(id: &str, secret: &str) -> String {
-    let encode =
-        |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let encode = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
     let value = format!("Basic {}", B64.encode(format!("{}:{}", encode(id), encode(secret))));
     crate::capture::record_authorization(&value);
     value
@@ -80,12 +79,18 @@ async fn client_credentials_by_basic_and_by_post_issue_a_client_token() {
     let app = spawn_app().await;
     let secret = add_client(&app, "billing", &["invoices:read", "invoices:write"]).await;
 
-    let by_basic = post(&app, "/token", Some(&basic("billing", &secret)), &[("grant_type", "client_credentials")]).await;
+    let by_basic =
+        post(&app, "/token", Some(&basic("billing", &secret)), &[("grant_type", "client_credentials")]).await;
     let by_post = post(
         &app,
         "/token",
         None,
-        &[("grant_type", "client_credentials"), ("client_id", "billing"), ("client_secret", &secret), ("scope", "invoices:read")],
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "billing"),
+            ("client_secret", &secret),
+            ("scope", "invoices:read"),
+        ],
     )
     .await;
 
@@ -133,7 +138,8 @@ async fn unknown_client_and_wrong_secret_answer_alike() {
 
     let cc = [("grant_type", "client_credentials")];
     let mut answers = Vec::new();
-    for auth in [basic("svc", &wrong), basic("nobody", &secret), basic("svc", ""), basic("svc", &format!("{secret}x"))] {
+    for auth in [basic("svc", &wrong), basic("nobody", &secret), basic("svc", ""), basic("svc", &format!("{secret}x"))]
+    {
         answers.push(json_of(post(&app, "/token", Some(&auth), &cc).await).await);
     }
     for (id, s) in [("svc", wrong.as_str()), ("nobody", secret.as_str())] {
@@ -174,7 +180,8 @@ async fn malformed_or_mixed_client_authentication_is_refused_clearly() {
     let cc = ("grant_type", "client_credentials");
 
     let both =
-        post(&app, "/token", Some(&basic("svc", &secret)), &[cc, ("client_id", "svc"), ("client_secret", &secret)]).await;
+        post(&app, "/token", Some(&basic("svc", &secret)), &[cc, ("client_id", "svc"), ("client_secret", &secret)])
+            .await;
     let id_only = post(&app, "/token", None, &[cc, ("client_id", "svc")]).await;
     let secret_only = post(&app, "/token", None, &[cc, ("client_secret", &secret)]).await;
     let none = post(&app, "/token", None, &[cc]).await;
@@ -391,8 +398,16 @@ async fn the_admin_api_never_shows_a_secret_again() {
     let admin = app.access_token("admin", ADMIN_PASSWORD).await;
     let secret = add_client(&app, "Svc", &["read"]).await;
 
-    let list: Value =
-        app.client.get(format!("{}/admin/clients", app.url)).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+    let list: Value = app
+        .client
+        .get(format!("{}/admin/clients", app.url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let one = app.client.get(format!("{}/admin/clients/SVC", app.url)).bearer_auth(&admin).send().await.unwrap();
     let missing = app.client.get(format!("{}/admin/clients/nope", app.url)).bearer_auth(&admin).send().await.unwrap();
 

@@ -17,6 +17,7 @@ mod keys;
 mod library;
 mod malformed;
 mod metrics;
+mod personal_tokens;
 mod protected;
 mod sessions;
 mod startup;
