@@ -2,7 +2,9 @@
 """The load benchmark behind bench/load.sh: starts a release server on a
 fresh SQLite database, drives it with wrk on loopback, every phase bounded
 in time, and prints each target of issue 10 as `name: measured (target)`
-and a last line `N of 6 targets met`.
+and a last line `N of 6 targets met`. Two machine-client grants at /token
+(client_credentials, and a personal access token exchanged, RFC 8693)
+are reported beside them as figures, not targets.
 
 Every figure is a ratio measured in this one run (server and load
 generator share the machine), so the run is its own baseline.
@@ -10,6 +12,7 @@ generator share the machine), so the run is its own baseline.
     python3 bench/load.py BINARY OUT_DIR    (LOAD_SHORT=1: 2 s phases)
 """
 
+import base64
 import http.client
 import json
 import os
@@ -22,11 +25,14 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 
 SHORT = os.environ.get("LOAD_SHORT") == "1"
 SECS = int(os.environ.get("LOAD_SECONDS", "2" if SHORT else "10"))
 PASSWORD = "load-" + os.urandom(8).hex()
 CORES = os.cpu_count() or 1
+# Keycloak's sizing guide: client-credentials grants per vCPU-second.
+KEYCLOAK_CC_PER_VCPU = 120
 
 
 def free_port():
@@ -90,6 +96,71 @@ def request(port, method, path, body=None, headers=None):
     return r.status, r.read()
 
 
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def basic(client_id, secret):
+    """RFC 6749 §2.3.1: id and secret each form-encoded, then base64."""
+    raw = f"{urllib.parse.quote_plus(client_id)}:{urllib.parse.quote_plus(secret)}"
+    return "Basic " + base64.b64encode(raw.encode()).decode()
+
+
+class Phase:
+    """A machine-client phase at POST /token: the request wrk repeats,
+    checked once beforehand (a phase whose request fails is reported as
+    failed, never as throughput)."""
+
+    def __init__(self, name, body=None, headers=None, problem=None):
+        self.name, self.body, self.headers, self.problem = name, body, headers or {}, problem
+        self.result = None
+
+    def check(self, port):
+        """One request as wrk will send it: a 200 with an access token, or
+        the phase is marked failed with the answer."""
+        if self.problem:
+            return
+        try:
+            status, answer = request(port, "POST", "/token", self.body, self.headers)
+        except OSError as e:
+            self.problem = f"POST /token: {e}"
+            return
+        try:
+            issued = json.loads(answer)
+            ok = status == 200 and issued["token_type"] == "bearer" and bool(issued["access_token"])
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            self.problem = f"the first POST /token answered {status} {answer[:300]!r}"
+
+
+def machine_phases(port, admin_token):
+    """Registers the client `loadsvc` (scope read) and makes the admin a
+    personal access token (scope admin): the two phases' requests."""
+    admin = {"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"}
+    status, answer = request(port, "POST", "/admin/clients",
+                             json.dumps({"client_id": "loadsvc", "scopes": ["read"], "description": "bench/load.py"}), admin)
+    if status == 201:
+        cc = Phase("client_credentials", "grant_type=client_credentials&scope=read",
+                   dict(FORM, Authorization=basic("loadsvc", json.loads(answer)["client_secret"])))
+    else:
+        cc = Phase("client_credentials", problem=f"POST /admin/clients answered {status} {answer[:300]!r}")
+    status, answer = request(port, "POST", "/users/me/tokens",
+                             json.dumps({"name": "load", "scopes": ["admin"], "expires_in": 3600}), admin)
+    pat = json.loads(answer).get("token", "") if status == 201 else ""
+    if pat.startswith("pcat_"):
+        body = urllib.parse.urlencode({
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token": pat,
+            "subject_token_type": "urn:portcullis:token-type:personal_access_token",
+        })
+        exchange = Phase("PAT exchange", body, FORM)
+    else:
+        exchange = Phase("PAT exchange", problem=f"POST /users/me/tokens answered {status} {answer[:300]!r}")
+    for phase in (cc, exchange):
+        phase.check(port)
+    return cc, exchange
+
+
 def login(port):
     status, body = request(port, "POST", "/token", f"username=admin&password={PASSWORD}",
                            {"Content-Type": "application/x-www-form-urlencoded"})
@@ -125,6 +196,8 @@ def wrk(url, secs, conns, script=None, token=None):
     result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
               "requests": int(re.search(r"(\d+) requests in", out).group(1)),
               "non2xx": int((re.search(r"Non-2xx or 3xx responses: (\d+)", out) or [0, 0])[1])}
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    result["socket_errors"] = sum(int(n) for n in errors.groups()) if errors else 0
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     result["p99_ms"] = millis(p99.group(1)) if p99 else float("nan")
     return result
@@ -135,6 +208,7 @@ def combined(results):
     return {"rps": sum(r["rps"] for r in results) / len(results),
             "requests": sum(r["requests"] for r in results),
             "non2xx": sum(r["non2xx"] for r in results),
+            "socket_errors": sum(r.get("socket_errors", 0) for r in results),
             "p99_ms": max(r["p99_ms"] for r in results)}
 
 
@@ -229,20 +303,41 @@ def main():
                     {"Content-Type": "application/x-www-form-urlencoded"})
     introspect_lua = lua(f"{scripts}/introspect.lua", "POST", f"token={token}",
                          {"Content-Type": "application/x-www-form-urlencoded", "Authorization": f"Bearer {token}"})
+    # Machine clients (reported, not targets): client_credentials for the
+    # client `loadsvc`, and the admin's personal access token exchanged.
+    cc, exchange = machine_phases(port, token)
+    cc_lua = lua(f"{scripts}/client_credentials.lua", "POST", cc.body, cc.headers) if not cc.problem else None
+    exchange_lua = lua(f"{scripts}/exchange.lua", "POST", exchange.body, exchange.headers) if not exchange.problem else None
 
-    # 1. and 2. Throughput against /healthz, 32 connections.
+    # 1. and 2. Throughput against /healthz, 32 connections; and the two
+    # machine-client grants at /token, against the same /healthz.
     print(f"== throughput, {SECS} s a phase, wrk -c32 ({CORES} cores shared by server and wrk)", flush=True)
     # Interleaved, twice, so a drift of the machine (another tenant, the
     # clock speed) weighs on every route alike.
-    runs = {"healthz": [], "me": [], "introspect": []}
+    runs = {"healthz": [], "me": [], "introspect": [], "cc": [], "exchange": []}
     for _ in range(1 if SHORT else 2):
         runs["healthz"].append(wrk(server.url("/healthz"), SECS, 32))
         runs["me"].append(wrk(server.url("/users/me"), SECS, 32, token=token))
         runs["introspect"].append(wrk(server.url("/token/introspect"), SECS, 32, script=introspect_lua))
+        if cc_lua:
+            runs["cc"].append(wrk(server.url("/token"), SECS, 32, script=cc_lua))
+        if exchange_lua:
+            runs["exchange"].append(wrk(server.url("/token"), SECS, 32, script=exchange_lua))
     healthz, me, introspect = (combined(runs[k]) for k in ("healthz", "me", "introspect"))
-    for name, r in (("healthz", healthz), ("users/me", me), ("introspect", introspect)):
-        print(f"   {name:11} {r['rps']:9.0f} req/s  p99 {r['p99_ms']:6.2f} ms  non-2xx {r['non2xx']}", flush=True)
-    total_requests = healthz["requests"] + me["requests"] + introspect["requests"]
+    rows = [("healthz", healthz), ("users/me", me), ("introspect", introspect)]
+    for phase, key in ((cc, "cc"), (exchange, "exchange")):
+        phase.result = combined(runs[key]) if runs[key] else None
+        if phase.result:
+            rows.append((phase.name, phase.result))
+            r = phase.result
+            if (r["non2xx"] or r["socket_errors"] or not r["requests"]) and not phase.problem:
+                # Show what a failing answer says: the same request once more.
+                status, answer = request(port, "POST", "/token", phase.body, phase.headers)
+                phase.problem = (f"{r['non2xx']} non-2xx answers and {r['socket_errors']} socket errors in "
+                                 f"{r['requests']} requests; the same request now: {status} {answer[:300]!r}")
+    for name, r in rows:
+        print(f"   {name:18} {r['rps']:9.0f} req/s  p99 {r['p99_ms']:6.2f} ms  non-2xx {r['non2xx']}", flush=True)
+    total_requests = sum(r["requests"] for _, r in rows)
 
     # 3. The hash-bound ceiling: one verify at a time, timed by the server.
     count0, sum0 = metric(port, "portcullis_hash_duration_seconds_count"), metric(port, "portcullis_hash_duration_seconds_sum")
@@ -320,6 +415,20 @@ def main():
     print(f"== memory: {idle1:.1f} MiB RSS idle after {total_requests:,} requests and the floods, "
           f"{idle2:.1f} MiB after {more:,} more", flush=True)
     server.stop()
+
+    # The machine clients: figures, not targets (a phase whose requests
+    # failed is reported as failed, with no throughput).
+    print("== machine clients at POST /token (reported figures, not targets)", flush=True)
+    for phase in (cc, exchange):
+        if phase.problem:
+            print(f"{phase.name}: FAILED, {phase.problem}", flush=True)
+        else:
+            print(f"{phase.name}: {phase.result['rps']:.0f} req/s, {phase.result['rps'] / healthz['rps']:.2f}x /healthz", flush=True)
+    if not cc.problem:
+        per_core = cc.result["rps"] / CORES
+        print(f"   rough scale only (wrk shares the {CORES} cores with the server): {per_core:.0f} client_credentials "
+              f"grants per core-second, {per_core / KEYCLOAK_CC_PER_VCPU:.0f}x Keycloak's sizing-guide "
+              f"{KEYCLOAK_CC_PER_VCPU} per vCPU-second", flush=True)
 
     print("== targets", flush=True)
     report("users/me throughput vs healthz", f"{me['rps'] / healthz['rps']:.2f}x", ">= 0.80x", me["rps"] / healthz["rps"] >= 0.80)

@@ -3,7 +3,9 @@
 # fresh SQLite database, drives it with wrk on loopback (every phase bounded
 # in time), prints each target as `name: measured (target)` and a last line
 # `N of 6 targets met`, and draws /users/me latency over a login flood
-# (PNG). See bench/load.py for what each phase does.
+# (PNG). Also reports, as figures beside the targets, client_credentials
+# and PAT-exchange grants at /token, each as a ratio to /healthz. See
+# bench/load.py for what each phase does.
 #
 #   bash bench/load.sh [path/to/portcullis]
 #

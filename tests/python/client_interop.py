@@ -11,14 +11,15 @@ holds "read" and has characters that RFC 6749 §2.3.1 form-encodes.
 Prints one line per check; exits non-zero at the first failure.
 
 Authlib (1.x) does not form-encode the id and secret inside Basic: it
-base64s `id:secret` as Latin-1. An id with `+`, `%` or non-ASCII therefore
-fails with its stock `client_secret_basic`; the odd-id checks use a
+base64s `id:secret` as Latin-1. An id with `+`, `%XX` or non-ASCII therefore
+fails with its stock `client_secret_basic` (portcullis's generated secrets
+are URL-safe base64 and need no encoding); the odd-id checks use a
 §2.3.1 Basic method registered with Authlib, and report what the stock one
 got without failing on it.
 """
 import asyncio
-import contextlib
 import base64
+import contextlib
 import os
 import sys
 import traceback

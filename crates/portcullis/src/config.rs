@@ -191,10 +191,12 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// The issuer a new database fixes when none is configured: this first
-    /// bind address.
-    pub fn default_issuer(&self) -> String {
-        format!("http://{}", self.bind)
+    /// The issuer a new database fixes when none is configured: the address
+    /// this first start bound (`bound`: the real port when `--bind` asked
+    /// for port 0), `https` when serving TLS.
+    pub fn default_issuer(&self, bound: SocketAddr) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{bound}")
     }
 
     /// Merges flags (with their env twins, already applied by clap), the
@@ -418,6 +420,6 @@ mod tests {
     fn the_issuer_a_new_database_fixes_is_the_bind_address() {
         let config = resolve(args(), global(), FileConfig::default()).unwrap();
         assert_eq!(config.issuer, None);
-        assert_eq!(config.default_issuer(), "http://127.0.0.1:8000");
+        assert_eq!(config.default_issuer(config.bind), "http://127.0.0.1:8000");
     }
 }

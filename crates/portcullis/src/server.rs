@@ -66,7 +66,12 @@ impl Server {
         // Kept in the database from its first start, so a restart on another
         // address, or another instance, issues and accepts the same `iss`.
         // A configured issuer wins, and is what a new database keeps.
-        let proposed = config.issuer.clone().unwrap_or_else(|| config.default_issuer());
+        // Bound first, so a new database keeps the port really bound.
+        let listener = TcpListener::bind(config.bind).await.with_context(|| format!("listening on {}", config.bind))?;
+        let proposed = config
+            .issuer
+            .clone()
+            .unwrap_or_else(|| config.default_issuer(listener.local_addr().unwrap_or(config.bind)));
         let kept = store.setting_or_init("issuer", &proposed).await?;
         let issuer = config.issuer.clone().unwrap_or(kept);
         let tokens =
@@ -83,7 +88,6 @@ impl Server {
         };
         let throttle = Throttle::new(store.clone(), config.throttle.clone());
         let state = AppState { store, keyring, hasher, throttle, clock, metrics, settings: Arc::new(settings) };
-        let listener = TcpListener::bind(config.bind).await.with_context(|| format!("listening on {}", config.bind))?;
         if let Some(files) = &config.tls {
             // Fail at start, not at the first handshake.
             drop(crate::tls::acceptor(files)?);

@@ -118,12 +118,12 @@ impl<'a> Exchange<'a> {
             }
         }
         match self.subject {
-            Subject::PersonalAccessToken => self.from_personal_token(state, client, &requested).await,
-            Subject::AccessToken => self.from_access_token(state, &requested).await,
+            Subject::PersonalAccessToken => self.exchange_personal_token(state, client, &requested).await,
+            Subject::AccessToken => self.exchange_access_token(state, &requested).await,
         }
     }
 
-    async fn from_personal_token(
+    async fn exchange_personal_token(
         &self,
         state: &AppState,
         client: Option<&Client>,
@@ -144,6 +144,13 @@ impl<'a> Exchange<'a> {
         }
         // Never more than the owner holds now, whatever the PAT was given.
         let granted = pat.scopes.grant(requested).intersection(&user.scopes);
+        if let Some(lost) = requested.iter().find(|s| !granted.contains(s)) {
+            return Err(ApiError::oauth(
+                StatusCode::BAD_REQUEST,
+                OAuthCode::InvalidScope,
+                format!("the token's user no longer holds scope {lost:?}"),
+            ));
+        }
         let issue = Issue {
             subject: user.username.as_str(),
             scope: &granted,
@@ -155,7 +162,7 @@ impl<'a> Exchange<'a> {
         Ok(respond_access_only(state, &issue, Some(ACCESS_TOKEN_TYPE)))
     }
 
-    async fn from_access_token(&self, state: &AppState, requested: &Scopes) -> ApiResult<Response> {
+    async fn exchange_access_token(&self, state: &AppState, requested: &Scopes) -> ApiResult<Response> {
         let now = state.clock.now();
         let claims = match authenticate_any(state.verifier(), &state.store, self.subject_token, now).await {
             Ok(claims) => claims,

@@ -172,6 +172,76 @@ async fn a_rotation_on_one_instance_is_picked_up_by_the_other() {
     assert_eq!(me(&b.url, &before.access).await, 200, "old tokens still verify everywhere");
 }
 
+/// A client's standing is held in memory on every instance that checked
+/// one of its tokens: a disable on one must reach the other within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_disabled_on_one_instance_is_refused_on_the_other_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_postgres_database().await;
+    let (a, b) = (instance(dir.path(), &db), instance(dir.path(), &db));
+    let admin = login(&a.url, "admin", ADMIN_PASSWORD).await.unwrap().access;
+    let created: Value = client()
+        .post(format!("{}/admin/clients", a.url))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({ "client_id": "worker", "scopes": ["jobs"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    crate::capture::record("client_secret", &secret);
+    let client_token = |url: String| {
+        let secret = secret.clone();
+        async move {
+            let response = client()
+                .post(format!("{url}/token"))
+                .basic_auth("worker", Some(&secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            (status, body["access_token"].as_str().map(str::to_owned))
+        }
+    };
+    let active_on = |url: String, token: String| {
+        let admin = admin.clone();
+        async move {
+            let body: Value = client()
+                .post(format!("{url}/token/introspect"))
+                .bearer_auth(admin)
+                .form(&[("token", token.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["active"].as_bool().unwrap()
+        }
+    };
+    let (status, token) = client_token(b.url.clone()).await;
+    assert_eq!(status, 200, "a client registered on A authenticates on B");
+    let token = token.unwrap();
+    crate::capture::record("access_token", &token);
+    assert!(active_on(b.url.clone(), token.clone()).await, "B holds the client now");
+
+    let disabled = client()
+        .patch(format!("{}/admin/clients/worker", a.url))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({ "disabled": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disabled.status(), 200);
+
+    assert!(!within_propagation(|| active_on(b.url.clone(), token.clone()), false).await, "its token on B");
+    assert_eq!(within_propagation(|| async { client_token(b.url.clone()).await.0 }, 401).await, 401, "on B");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_failures_are_counted_across_instances() {
     let dir = tempfile::tempdir().unwrap();

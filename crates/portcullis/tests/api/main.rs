@@ -12,6 +12,7 @@ mod compat;
 mod connections;
 mod docs;
 mod feed;
+mod interop;
 mod jwt_attacks;
 mod keys;
 mod library;

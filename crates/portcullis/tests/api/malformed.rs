@@ -24,8 +24,7 @@ async fn a_missing_field_is_an_invalid_request_naming_it() {
 async fn an_unknown_grant_type_is_unsupported() {
     let app = spawn_app().await;
 
-    let (status, body) =
-        detail(app.post_form("/token", "grant_type=client_credentials&username=a&password=b").await).await;
+    let (status, body) = detail(app.post_form("/token", "grant_type=implicit&username=a&password=b").await).await;
 
     assert_eq!(status, 400);
     assert_eq!(body["error"], "unsupported_grant_type");
