@@ -78,7 +78,8 @@ fn tokens(c: &mut Criterion) {
         rt.spawn(server.run());
         let now = state.clock.now();
         let sid = "bench-session";
-        let session = Session { id: sid.into(), user_key: UserKey::of("admin"), scope: "admin".into() };
+        let session =
+            Session { id: sid.into(), user_key: UserKey::of("admin"), scope: "admin".into(), client_id: None };
         rt.block_on(async {
             let admin = state.store.user_by_key(&UserKey::of("admin")).await.unwrap().unwrap();
             let scopes = Scopes::parse("admin").unwrap();
@@ -114,7 +115,8 @@ fn rotation(c: &mut Criterion) {
     let server = rt.block_on(Server::build(&config(dir.path(), KeyAlgorithm::Hs256))).unwrap();
     let store = server.state().store.clone();
     let now = server.state().clock.now();
-    let session = Session { id: "rotating".into(), user_key: UserKey::of("admin"), scope: "admin".into() };
+    let session =
+        Session { id: "rotating".into(), user_key: UserKey::of("admin"), scope: "admin".into(), client_id: None };
     rt.block_on(async {
         let admin = store.user_by_key(&UserKey::of("admin")).await.unwrap().unwrap();
         let scopes = Scopes::parse("admin").unwrap();

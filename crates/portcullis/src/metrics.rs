@@ -161,6 +161,8 @@ pub enum Refusal {
     UserDisabled,
     /// Claims scopes beyond its session's grant or the user's scopes.
     ScopeBeyondSession,
+    /// A client's own token on a route that acts for a user.
+    ClientToken,
     /// Valid, but lacks the scope the route needs (`403`).
     InsufficientScope,
     /// A refusal this list does not know (a new text in `portcullis-verify`).
@@ -169,7 +171,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every reason.
-    pub const ALL: [Refusal; 17] = [
+    pub const ALL: [Refusal; 18] = [
         Refusal::Malformed,
         Refusal::UnknownKey,
         Refusal::AlgorithmMismatch,
@@ -185,6 +187,7 @@ impl Refusal {
         Refusal::UserGone,
         Refusal::UserDisabled,
         Refusal::ScopeBeyondSession,
+        Refusal::ClientToken,
         Refusal::InsufficientScope,
         Refusal::Other,
     ];
@@ -207,6 +210,7 @@ impl Refusal {
             Refusal::UserGone => "user_gone",
             Refusal::UserDisabled => "user_disabled",
             Refusal::ScopeBeyondSession => "scope_beyond_session",
+            Refusal::ClientToken => "client_token",
             Refusal::InsufficientScope => "insufficient_scope",
             Refusal::Other => "other",
         }
@@ -235,6 +239,7 @@ impl Refusal {
             "user no longer exists" => Refusal::UserGone,
             "user is disabled" => Refusal::UserDisabled,
             "token claims scopes its session was not granted" => Refusal::ScopeBeyondSession,
+            "a client's token names no user" => Refusal::ClientToken,
             _ => Refusal::Other,
         }
     }

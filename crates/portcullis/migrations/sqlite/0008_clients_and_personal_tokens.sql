@@ -32,4 +32,7 @@ create index client_skeletons_client on client_skeletons (client_key);
 alter table sessions add column kind text not null default 'login';
 alter table sessions add column name text;
 alter table sessions add column token_hash text;
+-- The client a login was made through, if any: its refresh tokens work for
+-- that client only (RFC 6749 §6), and its access tokens carry `client_id`.
+alter table sessions add column client_id text;
 create unique index sessions_token_hash on sessions (token_hash);

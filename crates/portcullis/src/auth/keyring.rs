@@ -298,7 +298,8 @@ impl Keyring {
     /// Issues an access token for `subject` with `scope` at `now`, tied to
     /// session `sid` when there is one, signed by the active key.
     pub fn issue(&self, subject: &str, scope: &Scopes, sid: Option<&str>, now: UnixTime) -> AccessToken {
-        self.issue_for(&Issue { subject, scope, sid, client_id: None, audience: None, not_after: None }, now)
+        let issue = Issue { subject, scope, sid, client_id: None, audience: None, not_after: None, exchanged: false };
+        self.issue_for(&issue, now)
     }
 
     /// Issues an access token as `issue` describes it, at `now`.
@@ -317,6 +318,9 @@ impl Keyring {
         }
         if let Some(client_id) = issue.client_id {
             extra.insert("client_id".into(), client_id.into());
+        }
+        if issue.exchanged {
+            extra.insert("exchanged".into(), true.into());
         }
         let exp = issue.not_after.map_or(now + settings.access_ttl, |at| at.min(now + settings.access_ttl));
         let claims = Claims {

@@ -223,6 +223,35 @@ impl Throttle {
         origin: Option<&Origin>,
         now: UnixTime,
     ) -> StoreResult<Result<Attempt, u64>> {
+        self.attempt(account, origin, now, true).await
+    }
+
+    /// Asks to check a client secret for client `account` from `origin`, as
+    /// [`Throttle::login`] (the same buckets: a client id is a name in the
+    /// users' namespace) but without holding a place while it runs. A
+    /// secret is checked in microseconds, so a burst of guesses overshoots a
+    /// limit by at most the requests in flight, which is nothing against
+    /// 256 bits; while a busy client's many concurrent right secrets must
+    /// never be refused for being concurrent.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn client(
+        &self,
+        account: &UserKey,
+        origin: Option<&Origin>,
+        now: UnixTime,
+    ) -> StoreResult<Result<Attempt, u64>> {
+        self.attempt(account, origin, now, false).await
+    }
+
+    async fn attempt(
+        &self,
+        account: &UserKey,
+        origin: Option<&Origin>,
+        now: UnixTime,
+        hold_a_place: bool,
+    ) -> StoreResult<Result<Attempt, u64>> {
         let buckets = LoginBuckets::new(account, origin);
         self.load(&[&buckets.pair, &buckets.address, &buckets.account], now).await?;
         let window = self.settings.window_secs;
@@ -238,7 +267,7 @@ impl Throttle {
             counter.roll(now, window);
             let refused_for = if counter.failures >= limit {
                 Some((counter.window_start + window - now).max(1) as u64)
-            } else if counter.failures + counter.in_flight >= limit {
+            } else if hold_a_place && counter.failures + counter.in_flight >= limit {
                 // Full of attempts still being checked: soon decided.
                 Some(1)
             } else {
@@ -249,11 +278,13 @@ impl Throttle {
         if let Some(wait) = wait {
             return Ok(Err(wait));
         }
-        for bucket in [&buckets.pair, &buckets.address] {
-            counters.entry(bucket.clone()).or_default().in_flight += 1;
+        if hold_a_place {
+            for bucket in [&buckets.pair, &buckets.address] {
+                counters.entry(bucket.clone()).or_default().in_flight += 1;
+            }
         }
         drop(counters);
-        Ok(Ok(Attempt { throttle: self.clone(), buckets, pending: true }))
+        Ok(Ok(Attempt { throttle: self.clone(), buckets, pending: hold_a_place }))
     }
 
     /// Counts a registration attempt from `origin`: `Err(seconds to wait)`

@@ -38,6 +38,9 @@ pub struct Issue<'a> {
     pub audience: Option<portcullis_verify::Audience>,
     /// Expires no later than this (the token or PAT it was exchanged from).
     pub not_after: Option<UnixTime>,
+    /// Made by token exchange: carries the `exchanged` claim, and may not
+    /// make personal access tokens nor end the session it came from.
+    pub exchanged: bool,
 }
 
 /// What every access token of this server carries: plain settings.
@@ -72,6 +75,12 @@ pub fn session_of(claims: &Claims) -> Option<&str> {
 /// The `client_id` of an access token's claims.
 pub fn client_of(claims: &Claims) -> Option<&str> {
     claims.extra.get("client_id").and_then(|v| v.as_str())
+}
+
+/// Whether the token was made by token exchange (a PAT's, or a narrowed
+/// one): a credential handed on, which must not mint a lasting one.
+pub fn is_exchanged(claims: &Claims) -> bool {
+    claims.extra.get("exchanged").and_then(serde_json::Value::as_bool) == Some(true)
 }
 
 /// Whether the claims are a client's own token (`client_credentials`):

@@ -7,6 +7,13 @@
 //! survives. `Basic Og==` (an empty id and secret, what Swagger UI sends
 //! with its password flow) is no client authentication at all.
 //!
+//! A client id with no secret (Basic `id:`, or `client_id` alone in the
+//! form) is how public clients name themselves (RFC 6749 §3.2.1), and what
+//! requests-oauthlib and Authlib send for the password grant by default:
+//! there it is no client authentication, as before clients existed. Where a
+//! client must authenticate (`client_credentials`, introspection) it is
+//! refused.
+//!
 //! An unknown client and a wrong secret answer alike, in body and in time:
 //! both look the client up (memory, or one query) and compare one SHA-256.
 //! Failures are throttled like failed logins, by client id and address.
@@ -58,19 +65,19 @@ fn from_basic(headers: &HeaderMap) -> ApiResult<Option<Presented>> {
     let raw = String::from_utf8(raw).map_err(|_| bad_basic())?;
     let (id, secret) = raw.split_once(':').ok_or_else(bad_basic)?;
     let (id, secret) = (form_decode(id).ok_or_else(bad_basic)?, form_decode(secret).ok_or_else(bad_basic)?);
-    if id.is_empty() && secret.is_empty() {
-        return Ok(None);
+    match (id.is_empty(), secret.is_empty()) {
+        (true, true) => Ok(None),
+        (true, false) => Err(ApiError::invalid_client("Basic credentials carry a secret but no client id")),
+        _ => Ok(Some(Presented { id, secret })),
     }
-    Ok(Some(Presented { id, secret }))
 }
 
 /// The client credentials a request presents, by either method; `None`
-/// when it presents none.
+/// when it presents none. The secret is empty for a bare client id.
 ///
 /// # Errors
 /// `invalid_request` when both methods are used; `invalid_client` for
-/// malformed Basic credentials, or an id without a secret (or the reverse):
-/// portcullis has confidential clients only.
+/// malformed Basic credentials, or a secret without an id.
 pub fn presented(headers: &HeaderMap, form: &OAuthForm) -> ApiResult<Option<Presented>> {
     let basic = from_basic(headers)?;
     let (form_id, form_secret) = (form.get("client_id"), form.get("client_secret"));
@@ -84,10 +91,7 @@ pub fn presented(headers: &HeaderMap, form: &OAuthForm) -> ApiResult<Option<Pres
     }
     match (form_id, form_secret) {
         (None, None) => Ok(None),
-        (Some(id), Some(secret)) => Ok(Some(Presented { id: id.to_owned(), secret: secret.to_owned() })),
-        (Some(_), None) => Err(ApiError::invalid_client(
-            "client_id was sent without client_secret: authenticate with both, or send neither",
-        )),
+        (Some(id), secret) => Ok(Some(Presented { id: id.to_owned(), secret: secret.unwrap_or_default().to_owned() })),
         (None, Some(_)) => Err(ApiError::invalid_client("client_secret was sent without client_id")),
     }
 }
@@ -106,7 +110,7 @@ pub async fn authenticate(state: &AppState, presented: Presented, addr: Option<&
     // `None`: an id no client can have, which never reaches the database.
     let lookup = Username::lookup_key(&presented.id);
     let bucket = lookup.clone().unwrap_or_else(|| UserKey::of(&presented.id));
-    let attempt = state.throttle.login(&bucket, addr, state.clock.now()).await?.map_err(ApiError::Throttled)?;
+    let attempt = state.throttle.client(&bucket, addr, state.clock.now()).await?.map_err(ApiError::Throttled)?;
     let client = match lookup {
         Some(key) => state.store.client_by_key(&key).await?,
         None => None,
@@ -123,18 +127,35 @@ pub async fn authenticate(state: &AppState, presented: Presented, addr: Option<&
     Ok(client)
 }
 
+/// Whether a bare client id (no secret) may stand for "no client".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Public {
+    /// Yes: the password and refresh grants, token exchange, revocation.
+    Ignored,
+    /// No: `client_credentials` and introspection need a real client.
+    Refused,
+}
+
 /// [`presented`] then [`authenticate`]: the authenticated client, or `None`
-/// when the request presents no client credentials.
+/// when the request presents no client credentials (or, where `public` is
+/// [`Public::Ignored`], a bare client id).
 ///
 /// # Errors
-/// As those two.
+/// As those two; `invalid_client` for a bare id where `public` refuses it.
 pub async fn optional_client(
     state: &AppState,
     headers: &HeaderMap,
     form: &OAuthForm,
     addr: Option<&Origin>,
+    public: Public,
 ) -> ApiResult<Option<Client>> {
     match presented(headers, form)? {
+        Some(p) if p.secret.is_empty() => match public {
+            Public::Ignored => Ok(None),
+            Public::Refused => Err(ApiError::invalid_client(
+                "a client_id without client_secret is no client authentication: send both",
+            )),
+        },
         Some(p) => authenticate(state, p, addr).await.map(Some),
         None => Ok(None),
     }
@@ -179,5 +200,6 @@ mod tests {
             assert!(from_basic(&headers).is_err(), "{value}");
         }
         assert!(from_basic(&basic("svc:%FF")).is_err());
+        assert!(from_basic(&basic(":secret")).is_err());
     }
 }

@@ -158,6 +158,7 @@ impl<'a> Exchange<'a> {
             client_id: client.map(|c| c.client_id.as_str()),
             audience: self.audience.map(|a| Audience::One(a.to_owned())),
             not_after: Some(pat.expires_at),
+            exchanged: true,
         };
         Ok(respond_access_only(state, &issue, Some(ACCESS_TOKEN_TYPE)))
     }
@@ -192,6 +193,7 @@ impl<'a> Exchange<'a> {
             client_id: client_of(&claims),
             audience,
             not_after: Some(claims.exp),
+            exchanged: true,
         };
         Ok(respond_access_only(state, &issue, Some(ACCESS_TOKEN_TYPE)))
     }

@@ -106,7 +106,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts
 
 /// Parameters that are credentials: never accepted in a URL, where proxies
 /// and access logs keep them.
-const SECRET_PARAMS: &[&str] = &["password", "client_secret", "refresh_token", "token"];
+const SECRET_PARAMS: &[&str] = &["password", "client_secret", "refresh_token", "token", "subject_token", "actor_token"];
 
 /// The fields of an OAuth form body, `application/x-www-form-urlencoded` or
 /// `multipart/form-data`, each at most once (RFC 6749 §3.2).

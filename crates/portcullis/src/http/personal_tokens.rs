@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 
 use super::input::{ApiJson, ApiPath};
 use crate::auth::clients::{new_personal_token, secret_hash};
-use crate::auth::tokens::session_of;
+use crate::auth::tokens::{is_exchanged, session_of};
 use crate::clock::UnixTime;
 use crate::domain::{Scopes, UserKey, Username};
 use crate::error::{ApiError, ApiResult};
@@ -160,6 +160,13 @@ pub async fn create_token(
             "scope {missing:?} is not held by the token making this one: a PAT gets at most its maker's scopes"
         )));
     }
+    // Nor may a token someone was handed (an exchanged one: narrowed for a
+    // service, or from a PAT) turn itself into a lasting credential.
+    if is_exchanged(claims) {
+        return Err(ApiError::Forbidden(
+            "a token made by token exchange cannot make personal access tokens: use a token from a login".into(),
+        ));
+    }
     let key = UserKey::of(&claims.sub);
     let live = state.store.personal_tokens(&key).await?;
     // A PAT must not be able to renew itself forever.
@@ -289,7 +296,9 @@ async fn list(state: &AppState, key: &UserKey) -> ApiResult<Json<TokenList>> {
 }
 
 async fn revoke(state: &AppState, key: &UserKey, id: &str) -> ApiResult<StatusCode> {
-    if state.store.revoke_personal_token(key, id, state.clock.now()).await? {
+    // Ids are 32 lowercase hex digits; anything else names no token.
+    let well_formed = id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if well_formed && state.store.revoke_personal_token(key, id, state.clock.now()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no personal access token with id {id:?}")))

@@ -13,12 +13,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::client::ClientAddr;
-use super::client_auth;
+use super::client_auth::{self, Public};
 use super::input::OAuthForm;
 use super::shared::no_store;
 use crate::auth::clients::{PAT_PREFIX, secret_hash};
 use crate::auth::standing::authenticate_any;
-use crate::auth::tokens::{client_of, is_client_token, refresh_token_hash, session_of};
+use crate::auth::tokens::{client_of, is_client_token, is_exchanged, refresh_token_hash, session_of};
 use crate::error::{ApiError, ApiResult, OAuthCode};
 use crate::state::AppState;
 
@@ -100,7 +100,9 @@ struct Introspection {
 #[instrument(skip_all)]
 pub async fn logout(State(state): State<AppState>, user: Authenticated) -> ApiResult<StatusCode> {
     let claims = user.claims();
-    if let Some(sid) = session_of(claims) {
+    // An exchanged token (narrowed for a service, or from a PAT) ends only
+    // itself: whoever was handed it must not end the login it came from.
+    if let Some(sid) = session_of(claims).filter(|_| !is_exchanged(claims)) {
         state.store.end_session(sid, state.clock.now()).await?;
     }
     state.store.deny_token(&claims.jti, claims.exp, state.clock.now()).await?;
@@ -124,6 +126,7 @@ fn our_access_token(state: &AppState, token: &str) -> Option<Claims> {
         (status = 200, description = "Revoked, or nothing to revoke", body = Revoked),
         (status = 400, description = "Malformed request"),
         (status = 401, description = "Client authentication was sent and failed"),
+        (status = 429, description = "Too many failed client authentications from this address; see Retry-After"),
     )
 )]
 #[instrument(skip_all)]
@@ -134,7 +137,7 @@ pub async fn revoke(
     form: OAuthForm,
 ) -> ApiResult<Response> {
     let token = form.require("token")?;
-    client_auth::optional_client(&state, &headers, &form, addr.as_ref()).await?;
+    client_auth::optional_client(&state, &headers, &form, addr.as_ref(), Public::Ignored).await?;
     let now = state.clock.now();
     if let Some(claims) = our_access_token(&state, token) {
         state.store.deny_token(&claims.jti, claims.exp, now).await?;
@@ -157,7 +160,7 @@ async fn allowed_to_introspect(
     form: &OAuthForm,
     addr: Option<&crate::auth::throttle::Origin>,
 ) -> ApiResult<()> {
-    if let Some(client) = client_auth::optional_client(state, headers, form, addr).await? {
+    if let Some(client) = client_auth::optional_client(state, headers, form, addr, Public::Refused).await? {
         if client.scopes.contains("introspect") {
             return Ok(());
         }
@@ -184,6 +187,7 @@ async fn allowed_to_introspect(
         (status = 200, description = "`{\"active\": false}` or the token's claims", body = Introspection),
         (status = 401, description = "Missing, invalid or expired token, or client authentication failed"),
         (status = 403, description = "The caller lacks scope admin, or the client lacks scope introspect"),
+        (status = 429, description = "Too many failed client authentications from this address; see Retry-After"),
     )
 )]
 #[instrument(skip_all)]

@@ -51,7 +51,9 @@ impl Registration {
             NewPassword::parse(self.password).map_err(|e| ApiError::Unprocessable(format!("password: {e}")))?;
         let email = parse_email(self.email)?;
         let full_name = parse_full_name(self.full_name)?;
-        if state.store.user_by_key(username.key()).await?.is_some() {
+        if state.store.user_by_key(username.key()).await?.is_some()
+            || state.store.client_by_key(username.key()).await?.is_some()
+        {
             return Err(taken());
         }
         if state.store.skeleton_taken(&username).await? {

@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::client::ClientAddr;
-use super::client_auth;
+use super::client_auth::{self, Public};
 use super::input::OAuthForm;
 use super::shared::no_store;
 use crate::auth::password::Verdict;
@@ -278,7 +278,8 @@ pub async fn token(
     form: OAuthForm,
 ) -> ApiResult<Response> {
     let grant = Grant::from_form(&form)?;
-    let client = client_auth::optional_client(&state, &headers, &form, addr.as_ref()).await?;
+    let public = if matches!(grant, Grant::ClientCredentials { .. }) { Public::Refused } else { Public::Ignored };
+    let client = client_auth::optional_client(&state, &headers, &form, addr.as_ref(), public).await?;
     let (result, grant) = match grant {
         Grant::Password { username, password, scope } => {
             let result = password_grant(&state, addr.as_ref(), username, password, scope, client.as_ref()).await;
@@ -288,7 +289,7 @@ pub async fn token(
             (result, metrics::Grant::Password)
         }
         Grant::RefreshToken { refresh_token, scope } => {
-            (refresh_grant(&state, refresh_token, scope).await, metrics::Grant::RefreshToken)
+            (refresh_grant(&state, refresh_token, scope, client.as_ref()).await, metrics::Grant::RefreshToken)
         }
         Grant::ClientCredentials { scope } => {
             let client = client.ok_or_else(|| {
@@ -328,6 +329,7 @@ fn client_credentials_grant(state: &AppState, client: &Client, scope: Option<&st
         client_id: Some(id),
         audience: None,
         not_after: None,
+        exchanged: false,
     };
     Ok(respond_access_only(state, &issue, None))
 }
@@ -397,6 +399,7 @@ async fn password_grant(
         id: uuid::Uuid::new_v4().simple().to_string(),
         user_key: user.username.key().clone(),
         scope: granted.to_string(),
+        client_id: client.map(|c| c.client_id.as_str().to_owned()),
     };
     let refresh = new_refresh_token();
     let expires_at = now + state.settings.refresh_token_ttl.min(state.settings.session_max_age);
@@ -427,13 +430,29 @@ async fn password_grant(
 
 /// Trades a refresh token for new tokens (RFC 6749 §6). The old one is
 /// retired; presenting it again revokes the whole session (reuse detection).
-async fn refresh_grant(state: &AppState, refresh_token: &str, scope: Option<&str>) -> ApiResult<Response> {
+/// A session started through a client refreshes for that client only.
+async fn refresh_grant(
+    state: &AppState,
+    refresh_token: &str,
+    scope: Option<&str>,
+    client: Option<&Client>,
+) -> ApiResult<Response> {
     let requested = parse_scope(scope)?;
     let now = state.clock.now();
     // Refuse a wider scope before the token is used up: a client that gets
     // this error may retry with the same token.
     let hash = refresh_token_hash(refresh_token);
     if let Some(info) = state.store.refresh_token_info(&hash, now).await? {
+        // Checked before the token is used up, so the right client can
+        // still use it. Keys, not spellings: ids ignore case and width.
+        let issued_to = info.session.client_id.as_deref().map(crate::domain::UserKey::of);
+        if issued_to.as_ref() != client.map(|c| c.client_id.key()) {
+            return Err(ApiError::oauth(
+                StatusCode::BAD_REQUEST,
+                OAuthCode::InvalidGrant,
+                "this refresh token was issued to another client: refresh with the client that logged in",
+            ));
+        }
         let session_scope = Scopes::parse(&info.session.scope).unwrap_or_default();
         if requested.iter().any(|s| !session_scope.contains(s)) {
             return Err(wider_scope());
@@ -461,7 +480,7 @@ async fn refresh_grant(state: &AppState, refresh_token: &str, scope: Option<&str
     if requested.iter().any(|s| !granted.contains(s)) {
         return Err(wider_scope());
     }
-    Ok(respond(state, user.username.as_str(), &granted, &session.id, None, fresh, now))
+    Ok(respond(state, user.username.as_str(), &granted, &session.id, session.client_id.as_deref(), fresh, now))
 }
 
 fn respond(
@@ -473,7 +492,15 @@ fn respond(
     refresh: String,
     now: UnixTime,
 ) -> Response {
-    let issue = Issue { subject: username, scope: granted, sid: Some(sid), client_id, audience: None, not_after: None };
+    let issue = Issue {
+        subject: username,
+        scope: granted,
+        sid: Some(sid),
+        client_id,
+        audience: None,
+        not_after: None,
+        exchanged: false,
+    };
     let access = state.keyring.issue_for(&issue, now);
     let body = TokenResponse {
         access_token: access.jwt,

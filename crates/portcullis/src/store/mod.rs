@@ -81,8 +81,9 @@ pub struct TokenStanding {
     pub denied: bool,
 }
 
-/// A registered OAuth client (a machine caller).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A registered OAuth client (a machine caller). `Debug` leaves out the
+/// secret's hash.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Client {
     /// The `client_id`, as registered, with its key (a username's: the two
     /// share one namespace).
@@ -101,8 +102,18 @@ pub struct Client {
     pub created_at: UnixTime,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A client's stored fields to change; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ClientPatch {
     /// New scopes (replaces them all).
     pub scopes: Option<Scopes>,
@@ -142,6 +153,8 @@ pub struct Session {
     pub user_key: UserKey,
     /// Scopes granted at login.
     pub scope: String,
+    /// The client the login was made through, if any.
+    pub client_id: Option<String>,
 }
 
 /// What presenting a refresh token found.
@@ -353,7 +366,7 @@ pub trait Store: Send + Sync + 'static {
     /// Every denied `jti` that has not expired by `now`, with its expiry.
     async fn denied_tokens(&self, now: UnixTime) -> StoreResult<Vec<(String, UnixTime)>>;
 
-    /// Ends one session; `false` when it did not exist.
+    /// Ends one login session (never a PAT); `false` when there was none.
     async fn end_session(&self, sid: &str, now: UnixTime) -> StoreResult<bool>;
 
     /// Ends every login session of a user (not their personal access tokens).

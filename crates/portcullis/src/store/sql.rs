@@ -441,14 +441,17 @@ impl Store for SqlStore<Db> {
         if unchanged.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query("insert into sessions (id, user_key, scope, created_at, expires_at) values ($1, $2, $3, $4, $5)")
-            .bind(&session.id)
-            .bind(session.user_key.as_str())
-            .bind(&session.scope)
-            .bind(now)
-            .bind(expires_at)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "insert into sessions (id, user_key, scope, created_at, expires_at, client_id) values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&session.id)
+        .bind(session.user_key.as_str())
+        .bind(&session.scope)
+        .bind(now)
+        .bind(expires_at)
+        .bind(&session.client_id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "insert into refresh_tokens (token_hash, session_id, created_at, expires_at) values ($1, $2, $3, $4)",
         )
@@ -505,7 +508,7 @@ impl Store for SqlStore<Db> {
         };
         let session_id: String = claimed.try_get("session_id")?;
         let session = sqlx::query(
-            "select s.id, s.user_key, s.scope, s.created_at from sessions s
+            "select s.id, s.user_key, s.scope, s.created_at, s.client_id from sessions s
              join users u on u.username_key = s.user_key
              where s.id = $1 and s.revoked_at is null and u.disabled = false and s.created_at > $2 - $3",
         )
@@ -540,12 +543,13 @@ impl Store for SqlStore<Db> {
             id: session.try_get("id")?,
             user_key: UserKey::from_stored(session.try_get("user_key")?),
             scope: session.try_get("scope")?,
+            client_id: session.try_get("client_id")?,
         }))
     }
 
     async fn refresh_token_info(&self, hash: &str, now: UnixTime) -> StoreResult<Option<RefreshTokenInfo>> {
         let row = sqlx::query(
-            "select s.id, s.user_key, s.scope, s.revoked_at, r.created_at, r.expires_at, r.used_at, u.disabled
+            "select s.id, s.user_key, s.scope, s.client_id, s.revoked_at, r.created_at, r.expires_at, r.used_at, u.disabled
              from refresh_tokens r join sessions s on s.id = r.session_id join users u on u.username_key = s.user_key
              where r.token_hash = $1",
         )
@@ -562,6 +566,7 @@ impl Store for SqlStore<Db> {
                 id: row.try_get("id")?,
                 user_key: UserKey::from_stored(row.try_get("user_key")?),
                 scope: row.try_get("scope")?,
+                client_id: row.try_get("client_id")?,
             },
             created_at: row.try_get("created_at")?,
             expires_at,
@@ -747,11 +752,13 @@ impl Store for SqlStore<Db> {
 
     async fn end_session(&self, sid: &str, now: UnixTime) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("update sessions set revoked_at = $1 where id = $2 and revoked_at is null")
-            .bind(now)
-            .bind(sid)
-            .execute(&mut *tx)
-            .await?;
+        // A login session: a PAT ends only when revoked as one.
+        let done =
+            sqlx::query("update sessions set revoked_at = $1 where id = $2 and revoked_at is null and kind = 'login'")
+                .bind(now)
+                .bind(sid)
+                .execute(&mut *tx)
+                .await?;
         let ended = done.rows_affected() == 1;
         if ended {
             record(&mut tx, Change::Session(sid.to_owned()), now).await?;

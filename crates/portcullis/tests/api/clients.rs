@@ -138,7 +138,7 @@ async fn unknown_client_and_wrong_secret_answer_alike() {
 
     let cc = [("grant_type", "client_credentials")];
     let mut answers = Vec::new();
-    for auth in [basic("svc", &wrong), basic("nobody", &secret), basic("svc", ""), basic("svc", &format!("{secret}x"))]
+    for auth in [basic("svc", &wrong), basic("nobody", &secret), basic("svc", " "), basic("svc", &format!("{secret}x"))]
     {
         answers.push(json_of(post(&app, "/token", Some(&auth), &cc).await).await);
     }
@@ -183,6 +183,7 @@ async fn malformed_or_mixed_client_authentication_is_refused_clearly() {
         post(&app, "/token", Some(&basic("svc", &secret)), &[cc, ("client_id", "svc"), ("client_secret", &secret)])
             .await;
     let id_only = post(&app, "/token", None, &[cc, ("client_id", "svc")]).await;
+    let id_only_basic = post(&app, "/token", Some(&basic("svc", "")), &[cc]).await;
     let secret_only = post(&app, "/token", None, &[cc, ("client_secret", &secret)]).await;
     let none = post(&app, "/token", None, &[cc]).await;
     let swagger = post(&app, "/token", Some("Basic Og=="), &[cc]).await;
@@ -190,7 +191,7 @@ async fn malformed_or_mixed_client_authentication_is_refused_clearly() {
 
     let (status, _, body) = json_of(both).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{body}");
-    for response in [id_only, secret_only, none, swagger, garbage] {
+    for response in [id_only, id_only_basic, secret_only, none, swagger, garbage] {
         let (status, www, body) = json_of(response).await;
         assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{body}");
         assert_eq!(www.as_deref(), Some("Basic"));
@@ -210,6 +211,50 @@ async fn swagger_uis_empty_basic_does_not_fail_a_password_login() {
     assert!(jwt_part(body["access_token"].as_str().unwrap(), 1).get("client_id").is_none());
 }
 
+/// What requests-oauthlib and Authlib send with the password grant when
+/// they know a client id but no secret: a public client naming itself,
+/// which is no client authentication (and no `client_id` claim).
+#[tokio::test]
+async fn a_bare_client_id_with_the_password_grant_is_no_client() {
+    let app = spawn_app().await;
+    let login = [("username", "admin"), ("password", ADMIN_PASSWORD)];
+    let form_id = [("username", "admin"), ("password", ADMIN_PASSWORD), ("client_id", "tutorial-app")];
+
+    for (auth, form) in [(Some(basic("tutorial-app", "")), &login[..]), (None, &form_id[..])] {
+        let response = post(&app, "/token", auth.as_deref(), form).await;
+        assert_eq!(response.status(), 200, "{auth:?} {form:?}");
+        let body: Value = response.json().await.unwrap();
+        assert!(jwt_part(body["access_token"].as_str().unwrap(), 1).get("client_id").is_none());
+    }
+    let cc = post(&app, "/token", Some(&basic("tutorial-app", "")), &[("grant_type", "client_credentials")]).await;
+    assert_eq!(cc.status(), 401, "where a client must authenticate, a bare id is refused");
+}
+
+/// Many concurrent requests of one client with its right secret, its entry
+/// not yet in memory: none is refused (the throttle holds no place for a
+/// secret check in flight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_client_is_never_throttled_for_being_busy() {
+    let app = spawn_app().await;
+    let secret = add_client(&app, "busy", &["read"]).await;
+    let auth = basic("busy", &secret);
+
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let request = app.client.post(format!("{}/token", app.url)).header("authorization", &auth);
+            tokio::spawn(async move {
+                request.form(&[("grant_type", "client_credentials")]).send().await.unwrap().status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}
+
 #[tokio::test]
 async fn a_password_grant_with_client_authentication_carries_client_id() {
     let app = spawn_app().await;
@@ -227,6 +272,29 @@ async fn a_password_grant_with_client_authentication_carries_client_id() {
     assert_eq!(app.me(token).await.status(), 200, "still the user's token");
     let (status, www, body) = json_of(bad).await;
     assert_eq!((status, www.as_deref(), body["error"].as_str()), (401, Some("Basic"), Some("invalid_client")));
+}
+
+/// RFC 6749 §6: a refresh token issued through a client works for that
+/// client only, and its tokens keep carrying `client_id`.
+#[tokio::test]
+async fn a_refresh_token_is_bound_to_the_client_that_logged_in() {
+    let app = spawn_app().await;
+    let webapp = add_client(&app, "webapp", &[]).await;
+    let other = add_client(&app, "other", &[]).await;
+    let auth = basic("webapp", &webapp);
+    let login = post(&app, "/token", Some(&auth), &[("username", "admin"), ("password", ADMIN_PASSWORD)]).await;
+    let login: Value = login.json().await.unwrap();
+    let refresh = login["refresh_token"].as_str().unwrap();
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh)];
+
+    for auth in [None, Some(basic("other", &other)), Some(basic("WEBAPP", "wrong"))] {
+        let (status, _, body) = json_of(post(&app, "/token", auth.as_deref(), &form).await).await;
+        assert!(status == 400 || status == 401, "{auth:?}: {body}");
+    }
+    let (status, _, body) = json_of(post(&app, "/token", Some(&basic("webapp", &webapp)), &form).await).await;
+
+    assert_eq!(status, 200, "the right client, after the wrong ones: {body}");
+    assert_eq!(jwt_part(body["access_token"].as_str().unwrap(), 1)["client_id"], "webapp");
 }
 
 #[tokio::test]

@@ -99,6 +99,13 @@ async fn a_pat_gets_at_most_the_scopes_of_the_token_making_it() {
 
     assert_eq!(wider, 403, "{body}");
     assert_eq!(held, 201);
+    // Nor can a token narrowed by exchange (handed to a service): it would
+    // outlive its session, its audience and its lifetime.
+    let form = [("subject_token", narrow.as_str()), ("subject_token_type", ACCESS), ("audience", "svc")];
+    let (_, narrowed) = exchange(&app, &form).await;
+    let narrowed = narrowed["access_token"].as_str().unwrap();
+    let (status, body) = make_pat(&app, narrowed, json!({ "name": "y", "scopes": [] })).await;
+    assert_eq!(status, 403, "{body}");
     // A token from a PAT cannot mint more PATs (a PAT must not renew itself).
     let (_, exchanged) = exchange_pat(&app, made["token"].as_str().unwrap(), "").await;
     let from_pat = exchanged["access_token"].as_str().unwrap();
@@ -132,6 +139,10 @@ async fn revoking_a_pat_ends_it_and_every_token_exchanged_for_it() {
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
     let again = app.client.delete(format!("{}/users/me/tokens/{id}", app.url)).bearer_auth(&bearer).send().await;
     assert_eq!(again.unwrap().status(), 404);
+    for odd in ["%00", "a%00b", "x", "0123456789abcdef0123456789ABCDEF"] {
+        let response = app.client.delete(format!("{}/users/me/tokens/{odd}", app.url)).bearer_auth(&bearer).send();
+        assert_eq!(response.await.unwrap().status(), 404, "{odd}");
+    }
 
     // RFC 7009 takes a PAT too (a secret scanner that found one).
     let (_, made) = make_pat(&app, &bearer, json!({ "name": "leaked", "scopes": [] })).await;
@@ -176,6 +187,21 @@ async fn disabling_the_user_ends_pats_and_a_password_change_does_not() {
         .unwrap();
     assert_eq!(enable.status(), 200);
     assert_eq!(exchange_pat(&app, &pat, "").await.0, 400, "enabling does not bring PATs back");
+}
+
+#[tokio::test]
+async fn logging_out_with_an_exchanged_token_ends_that_token_not_the_pat() {
+    let app = spawn_app().await;
+    let (_, pat, _) = setup(&app).await;
+    let (_, body) = exchange_pat(&app, &pat, "").await;
+    let token = body["access_token"].as_str().unwrap().to_owned();
+
+    let logout = app.client.post(format!("{}/logout", app.url)).bearer_auth(&token).send().await.unwrap();
+
+    assert_eq!(logout.status(), 204);
+    assert_eq!(app.me(&token).await.status(), 401, "that token is denied");
+    let (status, body) = exchange_pat(&app, &pat, "").await;
+    assert_eq!(status, 200, "the PAT goes on: {body}");
 }
 
 #[tokio::test]
@@ -253,6 +279,15 @@ async fn an_access_token_is_down_scoped_never_widened() {
     let form = [("subject_token", narrow), ("subject_token_type", ACCESS), ("audience", "api")];
     let (status, body) = exchange(&app, &form).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_target")), "{body}");
+    // Logging out with the narrowed token ends it alone, not the login.
+    let logout = app.client.post(format!("{}/logout", app.url)).bearer_auth(narrow).send().await.unwrap();
+    assert_eq!(logout.status(), 204);
+    assert_eq!(app.me(narrow).await.status(), 401);
+    assert_eq!(app.me(&token).await.status(), 200, "the login it came from goes on");
+    let (status, body) = down("items", "").await;
+    assert_eq!(status, 200, "{body}");
+    let narrow = body["access_token"].as_str().unwrap().to_owned();
+    let narrow = narrow.as_str();
     // Ending the session ends what was exchanged from it.
     let logout = app.client.post(format!("{}/logout", app.url)).bearer_auth(&token).send().await.unwrap();
     assert_eq!(logout.status(), 204);

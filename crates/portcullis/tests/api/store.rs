@@ -40,7 +40,7 @@ fn user(name: &str, hash: &StoredHash) -> NewUser {
 }
 
 fn session(id: &str, user_key: &str) -> Session {
-    Session { id: id.into(), user_key: UserKey::of(user_key), scope: "items".into() }
+    Session { id: id.into(), user_key: UserKey::of(user_key), scope: "items".into(), client_id: None }
 }
 
 /// The scopes `user()` gives.
