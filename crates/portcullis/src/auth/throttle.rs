@@ -185,7 +185,11 @@ impl Throttle {
     /// Brings in the database's counts of the buckets this process does not
     /// hold, or has not read in this second: what other instances (or this
     /// one before a restart) counted. A read, never a write.
-    async fn load(&self, buckets: &[&str], now: UnixTime) -> StoreResult<()> {
+    ///
+    /// With `hold_clean`, a bucket with no failures anywhere is held too
+    /// (empty, until the next prune), so it is read once a second, not at
+    /// every attempt: for client checks, many a second per client.
+    async fn load(&self, buckets: &[&str], now: UnixTime, hold_clean: bool) -> StoreResult<()> {
         let stale: Vec<&str> = {
             let counters = self.lock();
             buckets.iter().copied().filter(|b| counters.get(*b).is_none_or(|c| c.synced_at < now)).collect()
@@ -201,6 +205,7 @@ impl Throttle {
                     counter.take_shared(failures, window_start, now);
                 }
                 // Nothing counted anywhere: nothing new to hold.
+                None if hold_clean => counters.entry(bucket.to_owned()).or_default().synced_at = now,
                 None => {
                     if let Some(counter) = counters.get_mut(bucket) {
                         counter.synced_at = now;
@@ -253,7 +258,8 @@ impl Throttle {
         hold_a_place: bool,
     ) -> StoreResult<Result<Attempt, u64>> {
         let buckets = LoginBuckets::new(account, origin);
-        self.load(&[&buckets.pair, &buckets.address, &buckets.account], now).await?;
+        // Client checks (no place held) are many a second per client.
+        self.load(&[&buckets.pair, &buckets.address, &buckets.account], now, !hold_a_place).await?;
         let window = self.settings.window_secs;
         let mut counters = self.lock();
         let under_attack = counters.get_mut(&buckets.account).is_some_and(|c| {
@@ -296,7 +302,7 @@ impl Throttle {
     /// A database error.
     pub async fn registration(&self, origin: Option<&Origin>, now: UnixTime) -> StoreResult<Result<(), u64>> {
         let bucket = format!("register:{}", origin.map_or_else(|| "ip:unknown".to_owned(), Origin::bucket));
-        self.load(&[&bucket], now).await?;
+        self.load(&[&bucket], now, false).await?;
         let window = self.settings.window_secs;
         {
             let mut counters = self.lock();

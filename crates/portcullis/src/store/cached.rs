@@ -8,7 +8,7 @@
 //!   (`quick_cache`'s S3-FIFO);
 //! - sessions (live or not, their scopes), at most `capacity.sessions`,
 //!   evicted the same way;
-//! - clients (or "no such client"), at most `capacity.users`: client
+//! - clients (or "no such client"), at most [`MAX_CLIENTS_HELD`]: client
 //!   authentication and client-token checks read them;
 //! - every denied `jti` until its token expires: the deny list is small by
 //!   nature (revocations within one access-token lifetime) and a miss there
@@ -51,6 +51,10 @@ pub const STALE_AFTER: Duration = Duration::from_secs(5);
 
 /// How often everything held is dropped and reread on demand.
 pub const RECONCILE: Duration = Duration::from_secs(60);
+
+/// Most clients (or unknown ids) held: deployments have few clients, and
+/// the cache's table is sized up front.
+pub const MAX_CLIENTS_HELD: usize = 4096;
 
 /// How many entries are held at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,7 +208,7 @@ impl CachedStore {
         let held = Held {
             users: Cache::new(capacity.users.max(1)),
             sessions: Cache::new(capacity.sessions.max(1)),
-            clients: Cache::new(capacity.users.max(1)),
+            clients: Cache::new(capacity.users.clamp(1, MAX_CLIENTS_HELD)),
             denied: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
             epochs: AtomicU64::new(0),
