@@ -54,7 +54,7 @@ pub fn new_generation() -> String {
 /// one time it exists outside the caller's hands).
 ///
 /// # Errors
-/// [`StoreError::Conflict`] or [`StoreError::Confusable`] when a user or
+/// [`crate::store::StoreError::Conflict`] or [`crate::store::StoreError::Confusable`] when a user or
 /// client has the name or a lookalike; a database error.
 pub async fn register(
     store: &SharedStore,
