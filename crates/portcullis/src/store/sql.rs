@@ -74,17 +74,51 @@ fn user_from_row(row: &DbRow) -> StoreResult<User> {
     })
 }
 
-/// Refuses a name whose key or skeletons the *other* kind of account
-/// (`table`: `username_skeletons` or `client_skeletons`) holds: users and
-/// clients share one namespace. Run after the caller's own insert (SQLite:
-/// which holds the write lock) or [`SERIALIZE_NAMES`] (PostgreSQL).
-async fn name_free_among(tx: &mut sqlx::Transaction<'_, Db>, name: &Username, table: &str) -> StoreResult<()> {
-    let sql = match table {
-        "client_skeletons" => "select client_key from client_skeletons where skeleton = $1",
-        _ => "select user_key from username_skeletons where skeleton = $1",
-    };
+/// The two kinds of account that share one namespace: users and clients.
+/// Each keeps its names' skeletons in a table of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Account {
+    User,
+    Client,
+}
+
+impl Account {
+    fn insert_skeleton(self) -> &'static str {
+        match self {
+            Account::User => "insert into username_skeletons (skeleton, user_key) values ($1, $2)",
+            Account::Client => "insert into client_skeletons (skeleton, client_key) values ($1, $2)",
+        }
+    }
+
+    /// Who of the *other* kind holds a skeleton.
+    fn other_holder(self) -> &'static str {
+        match self {
+            Account::User => "select client_key from client_skeletons where skeleton = $1",
+            Account::Client => "select user_key from username_skeletons where skeleton = $1",
+        }
+    }
+}
+
+/// Claims `name` for an account of `kind`, inside the transaction that
+/// stores the account (after its insert): stores its skeletons, unique
+/// among its kind ([`StoreError::Confusable`]), then refuses a key or
+/// skeleton the other kind holds ([`StoreError::Conflict`] for the same
+/// key). On SQLite the insert before holds the write lock; on PostgreSQL
+/// [`serialize_names`] ran first, so of a user and a client claiming one
+/// name at once, one sees the other.
+async fn claim_name(tx: &mut sqlx::Transaction<'_, Db>, name: &Username, kind: Account) -> StoreResult<()> {
     for skeleton in name.skeletons() {
-        let holder: Option<String> = sqlx::query_scalar(sql).bind(&skeleton).fetch_optional(&mut **tx).await?;
+        sqlx::query(kind.insert_skeleton())
+            .bind(&skeleton)
+            .bind(name.key().as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| match conflict_or(e) {
+                StoreError::Conflict => StoreError::Confusable,
+                e => e,
+            })?;
+        let holder: Option<String> =
+            sqlx::query_scalar(kind.other_holder()).bind(&skeleton).fetch_optional(&mut **tx).await?;
         if let Some(holder) = holder {
             return Err(if holder == name.key().as_str() { StoreError::Conflict } else { StoreError::Confusable });
         }
@@ -223,18 +257,7 @@ impl Store for SqlStore<Db> {
         .execute(&mut *tx)
         .await
         .map_err(conflict_or)?;
-        for skeleton in user.username.skeletons() {
-            sqlx::query("insert into username_skeletons (skeleton, user_key) values ($1, $2)")
-                .bind(skeleton)
-                .bind(key.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| match conflict_or(e) {
-                    StoreError::Conflict => StoreError::Confusable,
-                    e => e,
-                })?;
-        }
-        name_free_among(&mut tx, &user.username, "client_skeletons").await?;
+        claim_name(&mut tx, &user.username, Account::User).await?;
         // A server may hold "no such user" for this name.
         record(&mut tx, Change::User(key.clone()), now).await?;
         tx.commit().await?;
@@ -593,18 +616,7 @@ impl Store for SqlStore<Db> {
         .execute(&mut *tx)
         .await
         .map_err(conflict_or)?;
-        for skeleton in client.client_id.skeletons() {
-            sqlx::query("insert into client_skeletons (skeleton, client_key) values ($1, $2)")
-                .bind(skeleton)
-                .bind(key.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| match conflict_or(e) {
-                    StoreError::Conflict => StoreError::Confusable,
-                    e => e,
-                })?;
-        }
-        name_free_among(&mut tx, &client.client_id, "username_skeletons").await?;
+        claim_name(&mut tx, &client.client_id, Account::Client).await?;
         record(&mut tx, Change::Client(key.clone()), now).await?;
         tx.commit().await?;
         Ok(())
