@@ -6,10 +6,9 @@
 //! whatever the hash costs. A fast hash also keeps client authentication
 //! off the hashing pool, so a `client_credentials` grant costs microseconds.
 
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::tokens::new_refresh_token;
+use super::tokens::{new_refresh_token, secret_hash};
 use crate::clock::UnixTime;
 use crate::domain::{Scopes, UserKey, Username};
 use crate::store::{Client, ClientPatch, SharedStore, StoreResult};
@@ -26,11 +25,6 @@ pub fn new_client_secret() -> String {
 /// A new personal access token: [`PAT_PREFIX`], then 256 random bits.
 pub fn new_personal_token() -> String {
     format!("{PAT_PREFIX}{}", new_refresh_token())
-}
-
-/// How a client secret or a personal access token is stored: SHA-256, hex.
-pub fn secret_hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// The hash an unknown client's presented secret is compared with, so an

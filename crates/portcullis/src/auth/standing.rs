@@ -80,15 +80,47 @@ pub async fn authenticate_any(
     now: i64,
 ) -> Result<Claims, TokenError> {
     let claims = verifier.verify(token, now)?;
-    if !is_client_token(&claims) {
-        // The user path: the verifier's own check.
-        return verifier.authenticate(token, now).await;
+    check(store, &claims, Clients::Checked).await?;
+    Ok(claims)
+}
+
+/// What a standing check does with a client's own token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clients {
+    /// Refused: the route acts for a user.
+    Refused,
+    /// Checked against its client.
+    Checked,
+}
+
+/// Why a verified token is refused, or `None` when it stands: a user's
+/// token against its user, session and the deny list, a client's against
+/// its client (what `portcullis token decode` reports).
+///
+/// # Errors
+/// A database error.
+pub async fn why_refused(store: &SharedStore, claims: &Claims) -> StoreResult<Option<&'static str>> {
+    if is_client_token(claims) {
+        let (client, denied) = client_standing_of(store, claims).await?;
+        Ok(client_refusal(client.as_ref(), denied, claims))
+    } else {
+        Ok(refusal(standing_of(store, claims).await?.as_ref(), claims))
     }
-    match client_standing_of(store, &claims).await {
-        Ok((client, denied)) => match client_refusal(client.as_ref(), denied, &claims) {
-            Some(why) => Err(TokenError::invalid(why)),
-            None => Ok(claims),
-        },
+}
+
+/// [`why_refused`] as a check; with [`Clients::Refused`], a client's own
+/// token is refused outright.
+async fn check(store: &SharedStore, claims: &Claims, clients: Clients) -> Result<(), TokenError> {
+    let why = if clients == Clients::Refused && is_client_token(claims) {
+        // A client's own token names no user: no route that acts for a
+        // user (`/users/me`, `/admin/*`, `/logout`) takes it.
+        Ok(Some("a client's token names no user"))
+    } else {
+        why_refused(store, claims).await
+    };
+    match why {
+        Ok(None) => Ok(()),
+        Ok(Some(why)) => Err(TokenError::invalid(why)),
         Err(e) => {
             tracing::error!(error = %e, "database failure while checking a token");
             Err(TokenError::Unavailable("database unavailable".into()))
@@ -120,19 +152,6 @@ impl StillStanding {
 
 impl TokenCheck for StillStanding {
     fn check<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, Result<(), TokenError>> {
-        Box::pin(async move {
-            // A client's own token names no user: no route that acts for a
-            // user (`/users/me`, `/admin/*`, `/logout`) takes it.
-            if is_client_token(claims) {
-                return Err(TokenError::invalid("a client's token names no user"));
-            }
-            match standing_of(&self.store, claims).await {
-                Ok(standing) => refusal(standing.as_ref(), claims).map_or(Ok(()), |why| Err(TokenError::invalid(why))),
-                Err(e) => {
-                    tracing::error!(error = %e, "database failure while checking a token");
-                    Err(TokenError::Unavailable("database unavailable".into()))
-                }
-            }
-        })
+        Box::pin(check(&self.store, claims, Clients::Refused))
     }
 }

@@ -61,9 +61,10 @@ pub fn new_refresh_token() -> String {
     B64.encode(bytes)
 }
 
-/// How a refresh token is stored: SHA-256, hex. The token has 256 bits of
-/// entropy, so a fast hash is enough to make a stolen table useless.
-pub fn refresh_token_hash(token: &str) -> String {
+/// How an opaque secret is stored (a refresh token, a client secret, a
+/// personal access token): SHA-256, hex. Each carries 256 random bits, so a
+/// fast hash is enough to make a stolen table useless.
+pub fn secret_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
@@ -99,6 +100,6 @@ mod tests {
         let (a, b) = (new_refresh_token(), new_refresh_token());
         assert_eq!(B64.decode(&a).unwrap().len(), 32);
         assert_ne!(a, b);
-        assert_ne!(refresh_token_hash(&a), a);
+        assert_ne!(secret_hash(&a), a);
     }
 }

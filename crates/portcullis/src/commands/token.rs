@@ -29,12 +29,7 @@ pub async fn run(
         Ok(claims) => claims,
         Err(e) => bail!("token refused: {e}"),
     };
-    let refusal = if crate::auth::tokens::is_client_token(&claims) {
-        let (client, denied) = standing::client_standing_of(store, &claims).await?;
-        standing::client_refusal(client.as_ref(), denied, &claims)
-    } else {
-        standing::refusal(standing::standing_of(store, &claims).await?.as_ref(), &claims)
-    };
+    let refusal = standing::why_refused(store, &claims).await?;
     println!("{}", serde_json::to_string_pretty(&claims)?);
     if let Some(why) = refusal {
         bail!("token refused: {why}");

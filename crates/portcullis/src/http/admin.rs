@@ -50,12 +50,12 @@ pub struct UserPage {
     next_cursor: Option<String>,
 }
 
-fn not_found(name: &str) -> ApiError {
+pub(super) fn not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("no user named {name:?}"))
 }
 
 /// The key of a username in a path; a name no user can have is simply not found.
-fn key_in_path(name: &str) -> ApiResult<UserKey> {
+pub(super) fn key_in_path(name: &str) -> ApiResult<UserKey> {
     Username::lookup_key(name).ok_or_else(|| not_found(name))
 }
 

@@ -13,9 +13,9 @@ use portcullis_verify::{Audience, TokenError};
 
 use super::input::OAuthForm;
 use super::token::{parse_scope, respond_access_only};
-use crate::auth::clients::{PAT_PREFIX, secret_hash};
+use crate::auth::clients::PAT_PREFIX;
 use crate::auth::standing::authenticate_any;
-use crate::auth::tokens::{Issue, client_of, session_of};
+use crate::auth::tokens::{Issue, client_of, secret_hash, session_of};
 use crate::domain::Scopes;
 use crate::error::{ApiError, ApiResult, OAuthCode};
 use crate::state::AppState;

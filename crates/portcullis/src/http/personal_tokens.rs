@@ -20,10 +20,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::input::{ApiJson, ApiPath};
-use crate::auth::clients::{new_personal_token, secret_hash};
-use crate::auth::tokens::{is_exchanged, session_of};
+use crate::auth::clients::new_personal_token;
+use crate::auth::tokens::{is_exchanged, secret_hash, session_of};
 use crate::clock::UnixTime;
-use crate::domain::{Scopes, UserKey, Username};
+use crate::domain::{Scopes, UserKey};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::PersonalToken;
@@ -284,9 +284,8 @@ pub async fn revoke_user_token(
 }
 
 async fn existing_user(state: &AppState, username: &str) -> ApiResult<UserKey> {
-    let not_found = || ApiError::NotFound(format!("no user named {username:?}"));
-    let key = Username::lookup_key(username).ok_or_else(not_found)?;
-    state.store.user_by_key(&key).await?.ok_or_else(not_found)?;
+    let key = super::admin::key_in_path(username)?;
+    state.store.user_by_key(&key).await?.ok_or_else(|| super::admin::not_found(username))?;
     Ok(key)
 }
 

@@ -16,9 +16,9 @@ use super::client::ClientAddr;
 use super::client_auth::{self, Public};
 use super::input::OAuthForm;
 use super::shared::no_store;
-use crate::auth::clients::{PAT_PREFIX, secret_hash};
+use crate::auth::clients::PAT_PREFIX;
 use crate::auth::standing::authenticate_any;
-use crate::auth::tokens::{client_of, is_client_token, is_exchanged, refresh_token_hash, session_of};
+use crate::auth::tokens::{client_of, is_client_token, is_exchanged, secret_hash, session_of};
 use crate::error::{ApiError, ApiResult, OAuthCode};
 use crate::state::AppState;
 
@@ -146,7 +146,7 @@ pub async fn revoke(
         if let Some(pat) = state.store.personal_token_by_hash(&secret_hash(token), now).await? {
             state.store.revoke_personal_token(&pat.user_key, &pat.id, now).await?;
         }
-    } else if let Some(info) = state.store.refresh_token_info(&refresh_token_hash(token), now).await? {
+    } else if let Some(info) = state.store.refresh_token_info(&secret_hash(token), now).await? {
         state.store.end_session(&info.session.id, now).await?;
     }
     Ok(no_store(Json(json!({}))))
@@ -228,7 +228,7 @@ pub async fn introspect(
         }
         return Ok(no_store(Json(body)));
     }
-    if let Some(info) = state.store.refresh_token_info(&refresh_token_hash(token), now).await? {
+    if let Some(info) = state.store.refresh_token_info(&secret_hash(token), now).await? {
         if info.active {
             let user = state.store.user_by_key(&info.session.user_key).await?;
             if let Some(user) = user {

@@ -21,7 +21,7 @@ use super::input::OAuthForm;
 use super::shared::no_store;
 use crate::auth::password::Verdict;
 use crate::auth::throttle::Origin;
-use crate::auth::tokens::{Issue, new_refresh_token, refresh_token_hash};
+use crate::auth::tokens::{Issue, new_refresh_token, secret_hash};
 use crate::clock::UnixTime;
 use crate::domain::{Scopes, UserKey, Username};
 use crate::error::{ApiError, ApiResult, OAuthCode};
@@ -403,7 +403,7 @@ async fn password_grant(
     };
     let refresh = new_refresh_token();
     let expires_at = now + state.settings.refresh_token_ttl.min(state.settings.session_max_age);
-    let refresh_hash = refresh_token_hash(&refresh);
+    let refresh_hash = secret_hash(&refresh);
     let mut verified = user.password_hash.clone();
     while !state.store.create_session(&session, &verified, &user.scopes, &refresh_hash, expires_at, now).await? {
         // The user changed while we hashed: a password change, disable or
@@ -441,7 +441,7 @@ async fn refresh_grant(
     let now = state.clock.now();
     // Refuse a wider scope before the token is used up: a client that gets
     // this error may retry with the same token.
-    let hash = refresh_token_hash(refresh_token);
+    let hash = secret_hash(refresh_token);
     if let Some(info) = state.store.refresh_token_info(&hash, now).await? {
         // Checked before the token is used up, so the right client can
         // still use it. Keys, not spellings: ids ignore case and width.
@@ -461,8 +461,7 @@ async fn refresh_grant(
     let fresh = new_refresh_token();
     let expires_at = now + state.settings.refresh_token_ttl;
     let max_age = state.settings.session_max_age;
-    let rotation =
-        state.store.rotate_refresh_token(&hash, &refresh_token_hash(&fresh), expires_at, max_age, now).await?;
+    let rotation = state.store.rotate_refresh_token(&hash, &secret_hash(&fresh), expires_at, max_age, now).await?;
     let session = match rotation {
         Rotation::Rotated(session) => session,
         Rotation::Reused(_) => {

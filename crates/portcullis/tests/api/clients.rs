@@ -524,11 +524,16 @@ async fn a_client_disabled_from_the_cli_is_refused_by_a_running_server_within_a_
     env(&mut cmd);
     cmd.args(["serve", "--bind", "127.0.0.1:0"]);
     let server = serve_prepared(cmd, dir.path());
-    let added = run(&["client", "add", "cron", "--scopes", "jobs"]);
-    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
-    let out = String::from_utf8_lossy(&added.stdout).into_owned();
-    let secret = out.lines().find_map(|l| l.strip_prefix("client_secret: ")).unwrap().to_owned();
-    crate::capture::record("client_secret", &secret);
+    // `client add` prints the secret once, on a line of its own.
+    let add = |id: &str, scopes: &str| {
+        let added = run(&["client", "add", id, "--scopes", scopes]);
+        assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+        let out = String::from_utf8_lossy(&added.stdout).into_owned();
+        let secret = out.lines().find_map(|l| l.strip_prefix("client_secret: ")).unwrap().to_owned();
+        crate::capture::record("client_secret", &secret);
+        secret
+    };
+    let secret = add("cron", "jobs");
     let listed = run(&["client", "list", "--json"]);
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed[0]["client_id"], "cron");
@@ -554,12 +559,7 @@ async fn a_client_disabled_from_the_cli_is_refused_by_a_running_server_within_a_
     assert_eq!(status, 200);
     let token = token.unwrap();
     crate::capture::record("access_token", &token);
-    let rs_secret = {
-        let out = run(&["client", "add", "rs", "--scopes", "introspect"]);
-        let out = String::from_utf8_lossy(&out.stdout).into_owned();
-        out.lines().find_map(|l| l.strip_prefix("client_secret: ")).unwrap().to_owned()
-    };
-    crate::capture::record("client_secret", &rs_secret);
+    let rs_secret = add("rs", "introspect");
     let introspect = || {
         let (url, auth, token) = (url.clone(), basic("rs", &rs_secret), token.clone());
         async move {
